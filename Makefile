@@ -1,0 +1,49 @@
+# Revierlotse: the front door. `make run` starts the bot, `make test` runs every test.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV    := .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+export RASA_TELEMETRY_ENABLED := false
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help install kb train run shell test test-fast validate eval-nlu clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	@command -v uv >/dev/null || python3 -m pip install --quiet uv
+	@test -x $(PY) || uv venv --python 3.10 $(VENV)
+	uv pip install --python $(PY) -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP) ## create the venv (uv, Python 3.10) and install everything
+
+kb: $(STAMP) ## load data/knowledge/ into DATABASE_URL (idempotent)
+	$(PY) -m revierlotse.kb.cli
+
+train: $(STAMP) ## train the model unless one for the current training data exists
+	$(PY) -m revierlotse.model
+
+run: kb train ## set up everything and start the bot (Ctrl-C stops it)
+	$(PY) -m revierlotse.serve
+
+shell: kb train ## talk to the bot in the terminal
+	$(PY) -m revierlotse.serve --shell
+
+validate: $(STAMP) ## rasa data validate, failing on warnings
+	$(PY) -m revierlotse.launch rasa data validate --fail-on-warnings --config config.yml --domain domain.yml --data data/nlu data/dialogue
+
+test: kb train ## run every test (unit, NLU, stories, end to end)
+	$(PY) -m pytest -ra
+
+test-fast: $(STAMP) ## unit tests only (no servers)
+	$(PY) -m pytest -ra -m "not e2e"
+
+eval-nlu: train ## NLU accuracy on the held-out set, ours against a TF-IDF baseline
+	$(PY) -m revierlotse.evaluation.nlu
+
+clean: ## remove trained models, runtime data and test artefacts
+	rm -rf models var results artifacts .pytest_cache

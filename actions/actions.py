@@ -1,0 +1,187 @@
+"""Thin Rasa actions: read intent, entities and slots, ask the knowledge layer, reply.
+
+No answer text lives here: facts and fixed replies come from the knowledge base
+(data/knowledge/), the apology from the domain (it must work when the database is down).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Dict, List, Optional, Sequence, Text, Tuple
+
+from rasa_sdk import Action, Tracker
+from rasa_sdk.events import EventType, SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+
+from revierlotse.kb import Answer, KnowledgeBase
+from revierlotse.kb.models import QUALIFIER_NAMES
+from revierlotse.settings import get_settings
+
+logger = logging.getLogger(__name__)
+
+HOME_PLACE = "duisburg"  # canonical value of every Duisburg/Ruhr place (data/nlu/entities.yml)
+TOPIC_INTENT_PREFIX = "ask_"
+
+
+def knowledge_base() -> KnowledgeBase:
+    return KnowledgeBase.from_url(get_settings().database_url)
+
+
+def topic_buttons(topics: Sequence[Tuple[str, str]]) -> List[Dict[str, str]]:
+    """Buttons whose payloads are plain intents (`/ask_<topic>`), valid in every channel."""
+    return [{"title": label, "payload": f"/{TOPIC_INTENT_PREFIX}{key}"} for key, label in topics]
+
+
+def latest_entity(tracker: Tracker, name: str) -> Optional[str]:
+    values = [e.get("value") for e in tracker.latest_message.get("entities", []) if e.get("entity") == name]
+    return str(values[-1]) if values else None
+
+
+def user_qualifiers(tracker: Tracker) -> Dict[str, Optional[str]]:
+    return {name: tracker.get_slot(name) for name in QUALIFIER_NAMES}
+
+
+class KnowledgeAction(Action):
+    """Base of actions that read the knowledge base.
+
+    The database work runs in a worker thread (it is synchronous SQLAlchemy); any
+    failure becomes the German apology instead of silence or a stack trace.
+    """
+
+    def name(self) -> Text:  # pragma: no cover - every subclass names itself
+        raise NotImplementedError
+
+    def respond(self, dispatcher: CollectingDispatcher, tracker: Tracker, kb: KnowledgeBase) -> List[EventType]:
+        raise NotImplementedError
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
+    ) -> List[EventType]:
+        collected = CollectingDispatcher()
+        try:
+            events = await asyncio.to_thread(self.respond, collected, tracker, knowledge_base())
+        except Exception:  # noqa: BLE001 - the user must get an answer whatever failed
+            logger.exception("action %s failed", self.name())
+            dispatcher.utter_message(response="utter_apology")
+            return []
+        dispatcher.messages.extend(collected.messages)
+        return events
+
+    # -- shared replies ----------------------------------------------------------
+    @staticmethod
+    def say_answer(dispatcher: CollectingDispatcher, answer: Answer) -> List[EventType]:
+        dispatcher.utter_message(text=answer.text)
+        return [SlotSet("topic", answer.topic), SlotSet("shown_entries", list(answer.entry_ids))]
+
+    @staticmethod
+    def say_with_menu(dispatcher: CollectingDispatcher, kb: KnowledgeBase, *reply_keys: str, **values: str) -> None:
+        text = "\n\n".join(kb.reply(key, **values) for key in reply_keys)
+        dispatcher.utter_message(text=text, buttons=topic_buttons(kb.menu()))
+
+    def answer_topic(self, dispatcher: CollectingDispatcher, tracker: Tracker, kb: KnowledgeBase, topic: str) -> List[EventType]:
+        """Answer `topic` for this user, or say honestly that a named place is not covered."""
+        place = latest_entity(tracker, "place")
+        if place and place.lower() != HOME_PLACE:
+            self.say_with_menu(dispatcher, kb, "other_place", place=place[:1].upper() + place[1:])
+            return [SlotSet("topic", topic)]
+        return self.say_answer(dispatcher, kb.answer(topic, **user_qualifiers(tracker)))
+
+
+class ActionShowMenu(KnowledgeAction):
+    """Greeting or "was kannst du?": a short intro and the topic menu as buttons."""
+
+    def name(self) -> Text:
+        return "action_show_menu"
+
+    def respond(self, dispatcher, tracker, kb):
+        key = "capabilities" if tracker.get_intent_of_latest_message() == "ask_capabilities" else "greeting"
+        self.say_with_menu(dispatcher, kb, key)
+        return []
+
+
+class ActionAnswerTopic(KnowledgeAction):
+    """A fact question: the topic is the intent name without its `ask_` prefix."""
+
+    def name(self) -> Text:
+        return "action_answer_topic"
+
+    def respond(self, dispatcher, tracker, kb):
+        intent = tracker.get_intent_of_latest_message() or ""
+        topic = intent[len(TOPIC_INTENT_PREFIX):] if intent.startswith(TOPIC_INTENT_PREFIX) else ""
+        if not kb.has_topic(topic):
+            self.say_with_menu(dispatcher, kb, "out_of_scope", "offer")
+            return []
+        return self.answer_topic(dispatcher, tracker, kb, topic)
+
+
+class ActionInform(KnowledgeAction):
+    """The user told us about themselves or narrowed the question: re-answer the topic."""
+
+    def name(self) -> Text:
+        return "action_inform"
+
+    def respond(self, dispatcher, tracker, kb):
+        topic = tracker.get_slot("topic")
+        if topic and kb.has_topic(topic):
+            return self.answer_topic(dispatcher, tracker, kb, topic)
+        labels = kb.qualifier_values()
+        facts = [labels[name][value] for name, value in user_qualifiers(tracker).items() if value in labels.get(name, {})]
+        if facts:
+            self.say_with_menu(dispatcher, kb, "noted", "no_topic", facts=", ".join(facts))
+        else:
+            self.say_with_menu(dispatcher, kb, "no_topic")
+        return []
+
+
+class ActionMore(KnowledgeAction):
+    """ "Erzähl mehr": the next detail on the current topic not shown yet."""
+
+    def name(self) -> Text:
+        return "action_more"
+
+    def respond(self, dispatcher, tracker, kb):
+        topic = tracker.get_slot("topic")
+        if not topic or not kb.has_topic(topic):
+            self.say_with_menu(dispatcher, kb, "no_topic")
+            return []
+        shown = list(tracker.get_slot("shown_entries") or [])
+        detail = kb.more(topic, shown)
+        if detail is None:
+            self.say_with_menu(dispatcher, kb, "no_more_detail")
+            return []
+        dispatcher.utter_message(text=detail.text)
+        return [SlotSet("shown_entries", shown + list(detail.entry_ids))]
+
+
+class ActionForget(KnowledgeAction):
+    """ "Vergiss das": drop everything the user told about themselves."""
+
+    def name(self) -> Text:
+        return "action_forget"
+
+    def respond(self, dispatcher, tracker, kb):
+        self.say_with_menu(dispatcher, kb, "forgotten")
+        return [SlotSet(name, None) for name in (*QUALIFIER_NAMES, "topic", "shown_entries")]
+
+
+class ActionOutOfScope(KnowledgeAction):
+    """A question the article cannot answer: say so, never guess, offer the menu."""
+
+    def name(self) -> Text:
+        return "action_out_of_scope"
+
+    def respond(self, dispatcher, tracker, kb):
+        self.say_with_menu(dispatcher, kb, "out_of_scope", "offer")
+        return []
+
+
+class ActionFallback(KnowledgeAction):
+    """NLU was unsure: an honest German fallback with the menu."""
+
+    def name(self) -> Text:
+        return "action_fallback"
+
+    def respond(self, dispatcher, tracker, kb):
+        self.say_with_menu(dispatcher, kb, "out_of_scope", "offer")
+        return []

@@ -1,0 +1,86 @@
+"""Loading a validated knowledge source into the database, all or nothing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+
+from revierlotse.kb.models import (
+    Base,
+    Entry,
+    Meta,
+    Qualifier,
+    Reply,
+    SalaryBand,
+    Section,
+    Topic,
+    session_factory,
+)
+from revierlotse.kb.source import qualifiers_of, read_source
+
+# Children before parents, so deleting respects foreign keys.
+_TABLES = (Entry, SalaryBand, Topic, Qualifier, Reply, Meta, Section)
+
+
+@dataclass
+class LoadResult:
+    changed: bool
+    entries: int
+    content_hash: str
+
+
+def load_knowledge(engine: Engine, path: Path | str) -> LoadResult:
+    """Validate the source at `path` and replace the knowledge base with it.
+
+    Runs in one transaction: on any error nothing changes. Loading the same source
+    twice leaves the database as it was (`changed` is False the second time).
+    """
+    src = read_source(path)
+    Base.metadata.create_all(engine)
+    with session_factory(engine).begin() as session:
+        current = session.execute(select(Meta.value).where(Meta.key == "content_hash")).scalar()
+        if current == src.content_hash:
+            return LoadResult(False, len(src.entries), src.content_hash)
+        for table in _TABLES:
+            session.query(table).delete()
+        session.flush()
+        session.add_all(Section(number=s["number"], title=s["title"]) for s in src.sections)
+        session.flush()
+        menu = {key: i for i, key in enumerate(src.menu)}
+        session.add_all(
+            Topic(key=t["key"], label=t["label"], position=i, menu_position=menu.get(t["key"]))
+            for i, t in enumerate(src.topics)
+        )
+        session.add_all(
+            Qualifier(name=name, value=value, label=label)
+            for name, values in src.qualifiers.items()
+            for value, label in values.items()
+        )
+        session.add_all(
+            SalaryBand(
+                key=b["key"], label=b["label"], min_eur=b["min_eur"], max_eur=b["max_eur"],
+                period=b["period"], section_number=b["section"],
+            )
+            for b in src.salary_bands
+        )
+        session.flush()
+        session.add_all(
+            Entry(
+                id=e["id"], topic=e["topic"], kind=e["kind"], text=e["text"].strip(),
+                section_number=e["section"], position=i, **qualifiers_of(e),
+            )
+            for i, e in enumerate(src.entries)
+        )
+        session.add_all(Reply(key=k, text=str(v).strip()) for k, v in src.replies.items())
+        session.add_all(
+            [
+                Meta(key="content_hash", value=src.content_hash),
+                Meta(key="source_title", value=src.source["title"]),
+                Meta(key="source_hint", value=src.source["hint"]),
+                *(Meta(key=f"band_format_{period}", value=fmt) for period, fmt in src.source["band_format"].items()),
+            ]
+        )
+    return LoadResult(True, len(src.entries), src.content_hash)

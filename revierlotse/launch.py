@@ -1,0 +1,52 @@
+"""Entry point for every Rasa process: `python -m revierlotse.launch rasa ARGS` or `... actions`.
+
+It reads the settings (environment + `.env`) once, exports the variables that
+endpoints.yml and credentials.yml expand, applies Revierlotse's Rasa patches and then
+hands over to the Rasa CLI or the rasa-sdk action server.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import List
+
+from revierlotse.settings import get_settings, rasa_environment
+
+
+def export_environment() -> None:
+    settings = get_settings()
+    os.environ.update(rasa_environment(settings))
+    os.environ.setdefault("LOG_LEVEL", settings.log_level)
+
+
+def run_rasa(args: List[str]) -> None:
+    export_environment()
+    from revierlotse import rasa_patches
+
+    rasa_patches.apply()
+    from rasa.__main__ import main as rasa_main
+
+    sys.argv = ["rasa", *args]
+    rasa_main()
+
+
+def run_actions(args: List[str]) -> None:
+    """The action server (rasa-sdk only: starts in about a second, no TensorFlow)."""
+    export_environment()
+    settings = get_settings()
+    os.environ["SANIC_HOST"] = settings.action_server_host
+    from rasa_sdk.__main__ import main as sdk_main
+
+    sys.argv = ["rasa_sdk", "--actions", "actions", "--port", str(settings.action_server_port), *args]
+    sdk_main()
+
+
+def main() -> None:
+    if len(sys.argv) < 2 or sys.argv[1] not in {"rasa", "actions"}:
+        sys.exit("usage: python -m revierlotse.launch rasa ARGS... | actions [ARGS...]")
+    (run_rasa if sys.argv[1] == "rasa" else run_actions)(sys.argv[2:])
+
+
+if __name__ == "__main__":
+    main()
