@@ -1,13 +1,15 @@
 """Thin Rasa actions: read intent, entities and slots, ask the knowledge layer, reply.
 
 No answer text lives here: facts and fixed replies come from the knowledge base
-(data/knowledge/), the apology from the domain (it must work when the database is down).
+(data/knowledge/); the apology is read from the source file itself, so it works
+while the database is down.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from abc import ABC, abstractmethod
 from typing import Any, Dict, List, Optional, Sequence, Text, Tuple
 
 from rasa_sdk import Action, Tracker
@@ -16,6 +18,7 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from revierlotse.kb import Answer, KnowledgeBase
 from revierlotse.kb.models import QUALIFIER_NAMES
+from revierlotse.kb.source import apology_text
 from revierlotse.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -42,18 +45,16 @@ def user_qualifiers(tracker: Tracker) -> Dict[str, Optional[str]]:
     return {name: tracker.get_slot(name) for name in QUALIFIER_NAMES}
 
 
-class KnowledgeAction(Action):
+class KnowledgeAction(Action, ABC):
     """Base of actions that read the knowledge base.
 
     The database work runs in a worker thread (it is synchronous SQLAlchemy); any
     failure becomes the German apology instead of silence or a stack trace.
     """
 
-    def name(self) -> Text:  # pragma: no cover - every subclass names itself
-        raise NotImplementedError
-
+    @abstractmethod  # abstract, so rasa-sdk does not register the base class itself
     def respond(self, dispatcher: CollectingDispatcher, tracker: Tracker, kb: KnowledgeBase) -> List[EventType]:
-        raise NotImplementedError
+        """Reply through `dispatcher`; return the events to apply."""
 
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
@@ -63,7 +64,7 @@ class KnowledgeAction(Action):
             events = await asyncio.to_thread(self.respond, collected, tracker, knowledge_base())
         except Exception:  # noqa: BLE001 - the user must get an answer whatever failed
             logger.exception("action %s failed", self.name())
-            dispatcher.utter_message(response="utter_apology")
+            dispatcher.utter_message(text=apology_text(get_settings().knowledge_dir))
             return []
         dispatcher.messages.extend(collected.messages)
         return events

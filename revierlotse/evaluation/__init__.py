@@ -1,0 +1,1 @@
+"""Measuring answer quality (NLU accuracy against baselines)."""

@@ -1,0 +1,89 @@
+"""Shared fixtures: the trained model, a loaded knowledge base, a running bot.
+
+Servers get free ports, so tests can run while `make run` is up, and every stack
+writes its logs under artifacts/logs/ (git-ignored) for post-mortems.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import pytest
+
+from revierlotse.kb.loader import load_knowledge
+from revierlotse.kb.models import make_engine
+from revierlotse.model import ensure_model
+from revierlotse.settings import PROJECT_ROOT
+from revierlotse.stack import Stack
+
+ARTIFACTS = PROJECT_ROOT / "artifacts"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stack_overrides(database_url: str, **extra: str) -> Dict[str, str]:
+    """Environment for a test stack: free ports, the given database, no .env surprises."""
+    return {
+        "DATABASE_URL": database_url,
+        "RASA_HOST": "127.0.0.1",
+        "RASA_PORT": str(free_port()),
+        "ACTION_SERVER_PORT": str(free_port()),
+        "LOG_LEVEL": "INFO",
+        **extra,
+    }
+
+
+def post_json(url: str, payload, timeout: float = 60.0):
+    data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
+    req = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return json.loads(resp.read() or b"null")
+
+
+class Bot:
+    """A running Revierlotse reached over the REST channel."""
+
+    def __init__(self, stack: Stack) -> None:
+        self.stack = stack
+        self.url = stack.rasa_url
+
+    def ask(self, text: str, sender: Optional[str] = None) -> List[dict]:
+        return post_json(f"{self.url}/webhooks/rest/webhook", {"sender": sender or new_sender(), "message": text})
+
+    def ask_text(self, text: str, sender: Optional[str] = None) -> str:
+        return "\n".join(m.get("text", "") for m in self.ask(text, sender))
+
+
+def new_sender() -> str:
+    return f"test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def model() -> Path:
+    return ensure_model()
+
+
+@pytest.fixture(scope="session")
+def kb_url(tmp_path_factory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('kb') / 'revierlotse.db'}"
+    engine = make_engine(url)
+    load_knowledge(engine, PROJECT_ROOT / "data" / "knowledge")
+    engine.dispose()
+    return url
+
+
+@pytest.fixture(scope="session")
+def bot(model, kb_url) -> Bot:
+    """The real action server and Rasa server, shared by the end-to-end tests."""
+    stack = Stack.default(model, stack_overrides(kb_url), log_dir=ARTIFACTS / "logs" / "session")
+    with stack:
+        yield Bot(stack)
