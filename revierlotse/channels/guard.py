@@ -1,0 +1,34 @@
+"""What every channel does to user text before Rasa sees it.
+
+Rasa parses a message that starts with `/` as an intent (and JSON after it as
+entities/slots), bypassing NLU. Only the payloads our own buttons send may do that:
+`/ask_<topic>`, `/greet` and `/ask_capabilities`, bare, with nothing after them.
+Any other leading slash is dropped so the text goes through NLU like any other.
+Control characters (NUL included) are removed; line breaks and tabs become spaces.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+BUTTON_PAYLOAD = re.compile(r"/(ask_[a-z]+|greet|ask_capabilities)")
+_LEADING_SLASHES = re.compile(r"^\s*/+")
+_SPACES = re.compile(r"\s+")
+
+
+def is_button_payload(text: str) -> bool:
+    return BUTTON_PAYLOAD.fullmatch(text.strip()) is not None
+
+
+def clean_text(text: str) -> str:
+    """User text as Rasa may see it: no control characters, no intent injection."""
+    text = "".join(
+        " " if ch in "\t\r\n" else ch
+        for ch in text
+        if ch in "\t\r\n" or unicodedata.category(ch) not in {"Cc", "Cf", "Cs", "Co", "Cn"} or ch == "\u200d"
+    )
+    text = _SPACES.sub(" ", text).strip()
+    if is_button_payload(text):
+        return text
+    return _LEADING_SLASHES.sub("", text).strip()

@@ -1,0 +1,24 @@
+from revierlotse.channels.guard import clean_text, is_button_payload
+
+
+def test_button_payloads_pass_unchanged():
+    for payload in ("/ask_salary", "/greet", "/ask_capabilities", " /ask_outlook "):
+        assert clean_text(payload) == payload.strip()
+        assert is_button_payload(payload)
+
+
+def test_intent_injection_with_entities_or_slots_is_turned_into_plain_text():
+    assert clean_text('/ask_salary{"level": "senior"}') == 'ask_salary{"level": "senior"}'
+    assert clean_text("/restart") == "restart"
+    assert clean_text('//inform{"background":"x"}') == 'inform{"background":"x"}'
+    assert not is_button_payload("/nlu_fallback")
+
+
+def test_control_characters_and_nul_are_removed_line_breaks_kept_as_spaces():
+    assert clean_text("Gehalt\x00?\x07") == "Gehalt?"
+    assert clean_text("Was\nverdient\tman?") == "Was verdient man?"
+
+
+def test_emoji_umlauts_and_rtl_text_survive():
+    assert clean_text("💶 Gehalt für Einsteiger? ✨") == "💶 Gehalt für Einsteiger? ✨"
+    assert clean_text("مرحبا") == "مرحبا"
