@@ -53,6 +53,9 @@ class Settings:
 
     redis_url: str = ""
     rate_limit_per_minute: int = 30
+    # Limits on what one message may carry (REST answers 413 beyond them).
+    max_message_chars: int = 4000
+    max_request_bytes: int = 16384
     retention_days: int = 30
     log_level: str = "INFO"
 
