@@ -1,0 +1,304 @@
+"""Operator report: figures computed from a real tracker store seeded through Rasa's own API.
+
+The seeded conversations (times in Europe/Berlin, winter time):
+
+    02.03.  A web       Hallo | Was verdient ein Einsteiger? | Welche Skills brauche ich?
+            B telegram  Was verdient man so? | Wie wird das Wetter morgen? (out of scope)
+            C rest      Wie ist das Gehalt in München (fallback) | Schreib mir an <e-mail> (fallback)
+    03.03.  D web       Wie wird das Wetter heute? | Wie wird das Wetter in Duisburg? (both out of scope)
+                        | Gehalt in München? (ask_salary at 0.2: below the 0.3 threshold)
+            E cmdline   /ask_salary | Was lerne ich in Weiterbildungen?
+    04.03.  nothing
+    05.03.  F web       (sender of A, new session) Ruf mich an: <phone> (fallback) | Danke
+            G web       session start only, no user message: not a conversation
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import uuid
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+from rasa.core.tracker_store import SQLTrackerStore
+from rasa.shared.core.events import ActionExecuted, BotUttered, SessionStarted, UserUttered
+from rasa.shared.core.trackers import DialogueStateTracker
+
+from revierlotse.report.__main__ import load_report, write_report
+from revierlotse.report.conversations import open_engine, read_conversations
+from revierlotse.report.figures import fallback_threshold
+from revierlotse.report.unanswered import group_questions, mask_personal_data
+from revierlotse.settings import PROJECT_ROOT, load_settings
+
+BERLIN = ZoneInfo("Europe/Berlin")
+EMAIL = "max.mustermann@example.org"
+PHONE = "0203 1234567"
+SENDERS = {name: f"sender-{name}-{uuid.uuid4().hex[:10]}" for name in "ABCDEG"}
+SENDERS["F"] = SENDERS["A"]
+
+
+def at(day: int, hour: int, minute: int = 0) -> float:
+    return datetime(2026, 3, day, hour, minute, tzinfo=BERLIN).timestamp()
+
+
+def user(text: str, intent: str, confidence: float, channel: str, ts: float) -> UserUttered:
+    parse_data = {
+        "intent": {"name": intent, "confidence": confidence},
+        "intent_ranking": [{"name": intent, "confidence": confidence}],
+        "entities": [],
+    }
+    return UserUttered(text, intent=parse_data["intent"], parse_data=parse_data, input_channel=channel, timestamp=ts)
+
+
+def conversation(channel: str, start: float, turns) -> list:
+    """Session start, then for each (text, intent, confidence): user message, bot reply, listen."""
+    events = [
+        ActionExecuted("action_session_start", timestamp=start),
+        SessionStarted(timestamp=start),
+        ActionExecuted("action_listen", timestamp=start),
+    ]
+    for i, (text, intent, confidence) in enumerate(turns):
+        ts = start + 60 * i + 1
+        events += [
+            user(text, intent, confidence, channel, ts),
+            ActionExecuted("action_answer", timestamp=ts + 1),
+            BotUttered("Antwort", timestamp=ts + 1),
+            ActionExecuted("action_listen", timestamp=ts + 2),
+        ]
+    return events
+
+
+SEED = [
+    ("A", conversation("socketio", at(2, 9), [
+        ("Hallo", "greet", 0.95),
+        ("Was verdient ein Einsteiger?", "ask_salary", 0.9),
+        ("Welche Skills brauche ich?", "ask_skills", 0.8),
+    ])),
+    ("B", conversation("telegram", at(2, 12), [
+        ("Was verdient man so?", "ask_salary", 0.85),
+        ("Wie wird das Wetter morgen?", "out_of_scope", 0.9),
+    ])),
+    ("C", conversation("rest", at(2, 18), [
+        ("Wie ist das Gehalt in München", "nlu_fallback", 0.3),
+        (f"Schreib mir an {EMAIL}", "nlu_fallback", 0.3),
+    ])),
+    ("D", conversation("socketio", at(3, 10), [
+        ("Wie wird das Wetter heute?", "out_of_scope", 0.7),
+        ("Wie wird das Wetter in Duisburg?", "out_of_scope", 0.8),
+        ("Gehalt in München?", "ask_salary", 0.2),
+    ])),
+    ("E", conversation("cmdline", at(3, 15), [
+        ("/ask_salary", "ask_salary", 1.0),
+        ("Was lerne ich in Weiterbildungen?", "ask_training", 0.7),
+    ])),
+    # Same sender as A, a new session three days later: a conversation of its own.
+    ("F", conversation("socketio", at(5, 11), [
+        (f"Ruf mich an: {PHONE}", "nlu_fallback", 0.3),
+        ("Danke", "thank", 0.9),
+    ])),
+    ("G", conversation("socketio", at(5, 12), [])),
+]
+
+
+def seed(store: SQLTrackerStore) -> None:
+    """Save the trackers the way Rasa does, one save per conversation session."""
+    events_so_far = {}
+    for name, events in SEED:
+        sender = SENDERS[name]
+        events_so_far[sender] = events_so_far.get(sender, []) + events
+        asyncio.run(store.save(DialogueStateTracker.from_events(sender, events_so_far[sender])))
+
+
+@pytest.fixture(scope="module")
+def tracker_db(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("report") / "tracker.db"
+    store = SQLTrackerStore(dialect="sqlite", db=str(path))
+    seed(store)
+    store.engine.dispose()
+    return f"sqlite:///{path}"
+
+
+def settings_for(url: str):
+    return load_settings({"DATABASE_URL": url, "KNOWLEDGE_DIR": str(PROJECT_ROOT / "data" / "knowledge")})
+
+
+@pytest.fixture(scope="module")
+def report(tracker_db):
+    return load_report(settings_for(tracker_db))
+
+
+def test_the_seeded_store_holds_what_rasa_wrote(tracker_db):
+    engine = open_engine(tracker_db)
+    conversations = list(read_conversations(engine))
+    engine.dispose()
+    # G has only session rows and no message, so it yields no conversation.
+    assert sorted(len(c.user_messages) for c in conversations) == [2, 2, 2, 2, 3, 3]
+
+
+def test_conversations_and_messages_per_day_include_empty_days(report):
+    assert (report.first_day, report.last_day) == ("2026-03-02", "2026-03-05")
+    per_day = [(d.day, d.conversations, d.user_messages, d.bot_messages) for d in report.days]
+    assert per_day == [
+        ("2026-03-02", 3, 7, 7),
+        ("2026-03-03", 2, 5, 5),
+        ("2026-03-04", 0, 0, 0),
+        ("2026-03-05", 1, 2, 2),
+    ]
+    assert (report.conversations, report.user_messages, report.bot_messages) == (6, 14, 14)
+
+
+def test_channel_shares_count_conversations_by_their_first_channel(report):
+    assert [(s.label, s.count) for s in report.channels] == [("Web", 3), ("Telegram", 1), ("Shell/REST", 2)]
+    assert [round(s.share, 4) for s in report.channels] == [0.5, round(1 / 6, 4), round(2 / 6, 4)]
+
+
+def test_top_topics_use_the_knowledge_base_labels_and_skip_low_confidence(report):
+    # "Gehalt in München?" (ask_salary at 0.2) is below the threshold: unanswered, not a topic.
+    assert [(s.key, s.label, s.count) for s in report.topics] == [
+        ("salary", "Gehalt", 3),
+        ("skills", "Fähigkeiten", 1),
+        ("training", "Weiterbildung", 1),
+    ]
+
+
+def test_fallback_and_out_of_scope_rates_overall_and_per_day(report):
+    assert fallback_threshold() == report.fallback_threshold == 0.3
+    assert (report.not_understood, report.out_of_scope) == (4, 3)
+    assert report.not_understood_rate == pytest.approx(4 / 14)
+    assert report.out_of_scope_rate == pytest.approx(3 / 14)
+    rates = [(d.not_understood_rate, d.out_of_scope_rate) for d in report.days]
+    assert rates == [pytest.approx((2 / 7, 1 / 7)), (0.2, 0.4), (0.0, 0.0), (0.5, 0.0)]
+
+
+def test_average_conversation_length(report):
+    assert report.avg_user_messages == pytest.approx(14 / 6)
+    # Each conversation lasts from its first event to its last bot reply: 60 s per extra turn + 1 s.
+    turns = [3, 2, 2, 3, 2, 2]
+    assert report.avg_duration_minutes == pytest.approx(sum(((t - 1) * 60 + 1) / 60 for t in turns) / 6)
+
+
+def test_unanswered_questions_are_grouped_counted_and_masked(report):
+    groups = [(g.count, g.text, sorted(t for t, _ in g.variants), g.reasons) for g in report.unanswered]
+    assert groups == [
+        (3, "Wie wird das Wetter heute?",
+         ["Wie wird das Wetter in Duisburg?", "Wie wird das Wetter morgen?"], {"out_of_scope": 3}),
+        (2, "Gehalt in München?", ["Wie ist das Gehalt in München"], {"fallback": 1, "low_confidence": 1}),
+        (1, "Ruf mich an: [Telefon]", [], {"fallback": 1}),
+        (1, "Schreib mir an [E-Mail]", [], {"fallback": 1}),
+    ]
+
+
+def test_html_report_has_the_figures_and_no_personal_data(report, tmp_path):
+    html_path = write_report(report, tmp_path)
+    html = html_path.read_text(encoding="utf-8")
+    data = (tmp_path / "report.json").read_text(encoding="utf-8")
+    assert html.count("data:image/png;base64,") == 4  # activity, channels, topics, unanswered rate
+    assert "<html lang=\"de\">" in html and "02.03.2026 bis 05.03.2026" in html
+    assert "Gehalt" in html and "„Wie wird das Wetter heute?“" in html and "[E-Mail]" in html
+    assert "28,6 %" in html  # not understood overall: 4 of 14
+    for text in (html, data):
+        for sender in SENDERS.values():
+            assert sender not in text
+        assert EMAIL not in text and PHONE not in text and "1234567" not in text
+    assert json.loads(data)["channels"][0] == {"key": "Web", "label": "Web", "count": 3, "share": 0.5}
+
+
+def test_date_range_limits_every_figure(tracker_db):
+    report = load_report(settings_for(tracker_db), date(2026, 3, 3), date(2026, 3, 4))
+    assert [(d.day, d.conversations, d.user_messages) for d in report.days] == [
+        ("2026-03-03", 2, 5),
+        ("2026-03-04", 0, 0),
+    ]
+    assert [(s.label, s.count) for s in report.channels] == [("Web", 1), ("Shell/REST", 1)]
+    assert [(s.key, s.count) for s in report.topics] == [("salary", 1), ("training", 1)]
+    assert [(g.count, g.text) for g in report.unanswered] == [
+        (2, "Wie wird das Wetter heute?"),
+        (1, "Gehalt in München?"),
+    ]
+    # A range with no conversation is "nothing to report", not an error.
+    assert load_report(settings_for(tracker_db), date(2026, 4, 1), date(2026, 4, 30)) is None
+
+
+def test_personal_data_masking():
+    assert mask_personal_data("Mail an a.b-c@firma.de oder +49 (0)203 123 45 67") == "Mail an [E-Mail] oder [Telefon]"
+    assert mask_personal_data("siehe https://example.org/x?y=1") == "siehe [Link]"
+    assert mask_personal_data("IBAN DE89 3704 0044 0532 0130 00") == "IBAN [IBAN]"
+    # Salary figures and years stay readable.
+    assert mask_personal_data("4.200 bis 5.200 € im Jahr 2026?") == "4.200 bis 5.200 € im Jahr 2026?"
+
+
+def test_unrelated_questions_stay_apart():
+    groups = group_questions(
+        (q, "out_of_scope")
+        for q in ["Bestell mir Pizza", "Kannst du mir eine Pizza bestellen?", "Wer gewinnt die Bundesliga?", "asdf"]
+    )
+    assert sorted(g.count for g in groups) == [1, 1, 2]
+
+
+def run_cli(url: str, *args: str, out) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DATABASE_URL": url, "RASA_TELEMETRY_ENABLED": "false"}
+    return subprocess.run(
+        [sys.executable, "-m", "revierlotse.report", "--out", str(out), *args],
+        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300,
+    )
+
+
+def test_cli_writes_the_report_for_a_range(tracker_db, tmp_path):
+    result = run_cli(tracker_db, "--from", "2026-03-02", "--to", "2026-03-02", out=tmp_path)
+    assert result.returncode == 0, result.stderr
+    data = json.loads((tmp_path / "report_2026-03-02_2026-03-02.json").read_text(encoding="utf-8"))
+    assert (data["conversations"], data["user_messages"]) == (3, 7)
+    assert (tmp_path / "report_2026-03-02_2026-03-02.html").exists()
+
+
+@pytest.mark.parametrize("kind", ["no file", "no events table", "empty events table"])
+def test_cli_on_an_empty_store_says_so_and_exits_0(tmp_path, kind):
+    path = tmp_path / "empty.db"
+    if kind == "no events table":
+        import sqlite3
+
+        sqlite3.connect(path).execute("CREATE TABLE other (id INTEGER)").connection.close()
+    elif kind == "empty events table":
+        SQLTrackerStore(dialect="sqlite", db=str(path)).engine.dispose()
+    out = tmp_path / "reports"
+    result = run_cli(f"sqlite:///{path}", out=out)
+    assert result.returncode == 0, result.stderr
+    assert "Keine Gespräche gefunden" in result.stdout and "No conversations found" in result.stdout
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
+    assert path.exists() == (kind != "no file")  # the report never creates a database
+
+
+def test_cli_rejects_a_bad_date_without_traceback(tmp_path):
+    result = run_cli("sqlite:///nowhere.db", "--from", "2026-13-01", out=tmp_path)
+    assert result.returncode == 2 and "YYYY-MM-DD" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_postgresql_gives_the_same_figures_as_sqlite(report):
+    """The same seed in a fresh PostgreSQL database (127.0.0.1:5432, user postgres)."""
+    import sqlalchemy as sa
+
+    admin_url = "postgresql://postgres@127.0.0.1:5432/test"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    try:
+        admin.connect().close()
+    except sa.exc.OperationalError:
+        pytest.skip("no PostgreSQL at 127.0.0.1:5432")
+    name = f"report_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    try:
+        store = SQLTrackerStore(dialect="postgresql", host="127.0.0.1", port=5432, db=name, username="postgres")
+        seed(store)
+        store.engine.dispose()
+        from_postgres = load_report(settings_for(f"postgresql://postgres@127.0.0.1:5432/{name}"))
+        assert from_postgres.as_dict() == report.as_dict()
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
