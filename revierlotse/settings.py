@@ -57,6 +57,8 @@ class Settings:
     max_message_chars: int = 4000
     max_request_bytes: int = 16384
     retention_days: int = 30
+    # Days in the operator report (`make report`) are calendar days in this time zone.
+    report_timezone: str = "Europe/Berlin"
     log_level: str = "INFO"
 
     @property
