@@ -45,5 +45,9 @@ test-fast: $(STAMP) ## unit tests only (no servers)
 eval-nlu: train ## NLU accuracy on the held-out set, ours against a TF-IDF baseline
 	$(PY) -m revierlotse.evaluation.nlu
 
+.PHONY: report
+report: $(STAMP) ## operator report (HTML) from the stored conversations into reports/; FROM=YYYY-MM-DD TO=YYYY-MM-DD optional
+	$(PY) -m revierlotse.report $(if $(FROM),--from $(FROM)) $(if $(TO),--to $(TO))
+
 clean: ## remove trained models, runtime data and test artefacts
 	rm -rf models var results artifacts .pytest_cache
