@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed
 export RASA_TELEMETRY_ENABLED := false
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help install kb train run shell test test-fast validate eval-nlu clean
+.PHONY: help install kb train run shell test test-fast validate eval-nlu purge clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ eval-nlu: train ## NLU accuracy on the held-out set, ours against a TF-IDF basel
 .PHONY: report
 report: $(STAMP) ## operator report (HTML) from the stored conversations into reports/; FROM=YYYY-MM-DD TO=YYYY-MM-DD optional
 	$(PY) -m revierlotse.report $(if $(FROM),--from $(FROM)) $(if $(TO),--to $(TO))
+
+purge: $(STAMP) ## delete conversations older than RETENTION_DAYS (DSGVO), print how many
+	$(PY) -m revierlotse.purge
 
 clean: ## remove trained models, runtime data and test artefacts
 	rm -rf models var results artifacts .pytest_cache

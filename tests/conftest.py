@@ -67,6 +67,51 @@ def new_sender() -> str:
     return f"test-{uuid.uuid4().hex[:12]}"
 
 
+# The real services every machine here has (see RASA-NOTES.md); tests skip, naming the
+# reason, only when a service is not reachable at all.
+POSTGRES_TEST_URL = "postgresql://postgres@127.0.0.1:5432/test"
+REDIS_TEST_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh schema in the test PostgreSQL (via search_path), dropped afterwards.
+
+    Knowledge base and conversations both land in it, so parallel runs never meet.
+    """
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(POSTGRES_TEST_URL, connect_args={"connect_timeout": 3}, future=True)
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.begin() as connection:
+            connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    except sa.exc.OperationalError as error:
+        admin.dispose()
+        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_TEST_URL}: {error.orig}")
+    try:
+        yield f"{POSTGRES_TEST_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as connection:
+            connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The test Redis (tests use unique keys and delete them)."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_TEST_URL, socket_connect_timeout=3)
+    try:
+        client.ping()
+    except redis.ConnectionError as error:
+        pytest.skip(f"Redis not reachable at {REDIS_TEST_URL}: {error}")
+    finally:
+        client.close()
+    return REDIS_TEST_URL
+
+
 @pytest.fixture(scope="session")
 def model() -> Path:
     return ensure_model()
