@@ -111,9 +111,9 @@ body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;b
 main{max-width:980px;margin:0 auto;padding:24px}
 h1{margin:0 0 4px;font-size:1.6rem} h2{margin:32px 0 8px;font-size:1.2rem}
 .sub{color:#5b6b76;margin:0 0 20px}
-.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(135px,1fr));gap:12px}
+.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(120px,1fr));gap:12px}
 .card{background:#fff;border-radius:8px;padding:12px 14px;box-shadow:0 1px 2px rgba(0,0,0,.08)}
-.card b{display:block;font-size:1.5rem;color:#1f5f8b}.card span{color:#5b6b76;font-size:.85rem}
+.card b{display:block;font-size:1.35rem;color:#1f5f8b;white-space:nowrap}.card span{color:#5b6b76;font-size:.85rem}
 section{background:#fff;border-radius:8px;padding:4px 18px 16px;margin-top:16px;box-shadow:0 1px 2px rgba(0,0,0,.08)}
 img{max-width:100%;height:auto}
 table{border-collapse:collapse;width:100%;font-size:.92rem}
