@@ -279,26 +279,18 @@ def test_cli_rejects_a_bad_date_without_traceback(tmp_path):
     assert result.returncode == 2 and "YYYY-MM-DD" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_postgresql_gives_the_same_figures_as_sqlite(report):
-    """The same seed in a fresh PostgreSQL database (127.0.0.1:5432, user postgres)."""
-    import sqlalchemy as sa
+def test_cli_on_an_unreachable_database_exits_1_without_password_or_traceback(tmp_path):
+    result = run_cli("postgresql://postgres:geheim@127.0.0.1:1/nirgends", out=tmp_path)
+    assert result.returncode == 1
+    assert "Datenbank nicht lesbar" in result.stderr and "geheim" not in result.stderr
+    assert "Traceback" not in result.stderr
 
-    admin_url = "postgresql://postgres@127.0.0.1:5432/test"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-    try:
-        admin.connect().close()
-    except sa.exc.OperationalError:
-        pytest.skip("no PostgreSQL at 127.0.0.1:5432")
-    name = f"report_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    try:
-        store = SQLTrackerStore(dialect="postgresql", host="127.0.0.1", port=5432, db=name, username="postgres")
-        seed(store)
-        store.engine.dispose()
-        from_postgres = load_report(settings_for(f"postgresql://postgres@127.0.0.1:5432/{name}"))
-        assert from_postgres.as_dict() == report.as_dict()
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        admin.dispose()
+
+def test_postgresql_gives_the_same_figures_as_sqlite(report, postgres_url):
+    """The same seed, saved by the project's own tracker store into a fresh PostgreSQL schema."""
+    from revierlotse.stores.tracker_store import DatabaseTrackerStore
+
+    store = DatabaseTrackerStore(url=postgres_url)
+    seed(store)
+    store.engine.dispose()
+    assert load_report(settings_for(postgres_url)).as_dict() == report.as_dict()

@@ -23,6 +23,7 @@ REASON_LABELS = {
     OUT_OF_SCOPE: "außerhalb des Themas",
 }
 MAX_TOPICS_IN_CHART = 10
+MAX_GROUPS_IN_TABLE = 100  # the rest is in report.json
 
 
 def _number(value: float, digits: int = 1) -> str:
@@ -137,7 +138,7 @@ def _unanswered_table(data: ReportData) -> str:
     if not data.unanswered:
         return "<p>Keine – jede Frage im Zeitraum wurde einem Thema zugeordnet.</p>"
     rows = []
-    for group in data.unanswered:
+    for group in data.unanswered[:MAX_GROUPS_IN_TABLE]:
         variants = "".join(
             f"<div class=\"variants\">auch: „{escape(text)}“ ({count}×)</div>" for text, count in group.variants
         )
@@ -146,9 +147,11 @@ def _unanswered_table(data: ReportData) -> str:
             f'<tr><td class="n">{group.count}</td><td>„{escape(group.text)}“{variants}</td>'
             f"<td>{escape(reasons)}</td></tr>"
         )
+    more = len(data.unanswered) - MAX_GROUPS_IN_TABLE
+    note = f'<p class="variants">… und {more} weitere Gruppen (alle in report.json).</p>' if more > 0 else ""
     return (
         '<table><thead><tr><th class="n">Anzahl</th><th>Frage (ähnliche zusammengefasst)</th>'
-        f"<th>Grund</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        f"<th>Grund</th></tr></thead><tbody>{''.join(rows)}</tbody></table>{note}"
     )
 
 

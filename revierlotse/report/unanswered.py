@@ -17,6 +17,9 @@ from typing import Dict, Iterable, List, Tuple
 # Cosine distance below which two questions share a group (tuned on the test questions).
 GROUP_DISTANCE = 0.7
 MAX_VARIANTS = 5
+# Distinct questions clustered (most frequent first); rarer ones stay single groups, so
+# memory (n x n distances) and time stay bounded on a busy bot.
+MAX_CLUSTERED = 3000
 
 EMAIL_MASK, LINK_MASK, PHONE_MASK, IBAN_MASK, NUMBER_MASK = "[E-Mail]", "[Link]", "[Telefon]", "[IBAN]", "[Nummer]"
 
@@ -61,13 +64,13 @@ def _clusters(keys: List[str]) -> List[int]:
     if len(keys) < 2:
         return [0] * len(keys)
     from scipy.cluster.hierarchy import fcluster, linkage
-    from scipy.spatial.distance import pdist
+    from scipy.spatial.distance import squareform
     from sklearn.feature_extraction.text import TfidfVectorizer
 
+    # Rows are L2-normalised, so the sparse product is the cosine similarity.
     vectors = TfidfVectorizer(analyzer="char_wb", ngram_range=(3, 5), sublinear_tf=True).fit_transform(keys)
-    distances = pdist(vectors.toarray(), metric="cosine")
-    distances[~(distances == distances)] = 1.0  # NaN for empty vectors: unrelated
-    tree = linkage(distances, method="average")
+    distances = (1.0 - (vectors @ vectors.T).toarray()).clip(0.0, 1.0)
+    tree = linkage(squareform(distances, checks=False), method="average")
     return [int(c) for c in fcluster(tree, t=GROUP_DISTANCE, criterion="distance")]
 
 
@@ -83,10 +86,13 @@ def group_questions(questions: Iterable[Tuple[str, str]]) -> List[QuestionGroup]
         wordings.setdefault(key, Counter())[masked] += 1
         reasons.setdefault(key, Counter())[reason] += 1
 
-    keys = sorted(wordings)
+    keys = sorted(wordings, key=lambda k: (-sum(wordings[k].values()), k))
+    clustered, rest = keys[:MAX_CLUSTERED], keys[MAX_CLUSTERED:]
     members: Dict[int, List[str]] = {}
-    for key, cluster in zip(keys, _clusters(keys)):
+    for key, cluster in zip(clustered, _clusters(clustered)):
         members.setdefault(cluster, []).append(key)
+    for n, key in enumerate(rest):
+        members[-1 - n] = [key]
 
     groups = []
     for cluster_keys in members.values():
