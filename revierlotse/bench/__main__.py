@@ -1,0 +1,3 @@
+from revierlotse.bench.runner import main
+
+main()

@@ -1,0 +1,212 @@
+"""The benchmark's load generator and statistics, against a tiny local aiohttp server,
+and the Rasa patch that keeps validating action server responses with a prebuilt validator.
+
+No timing asserts: only counts, sender handling, error accounting and arithmetic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import List
+
+import pytest
+from aiohttp import web
+
+from revierlotse.bench.loadgen import LoadResult, Sample, closed_loop, percentile
+from revierlotse.bench.runner import comparison_rows, heldout_questions, markdown_table, plot, target_check
+
+
+class FakeBot:
+    """Answers like Rasa's REST channel; remembers who said what; can be told to fail."""
+
+    def __init__(self, fail_every: int = 0) -> None:
+        self.received: List[dict] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.fail_every = fail_every
+
+    async def webhook(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.received.append(body)
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(0)  # let other virtual users in
+            if self.fail_every and len(self.received) % self.fail_every == 0:
+                return web.json_response({"error": "boom"}, status=500)
+            if body["message"] == "schweigen":
+                return web.json_response([])
+            return web.json_response([{"recipient_id": body["sender"], "text": "Glück auf!"}])
+        finally:
+            self.in_flight -= 1
+
+
+async def serve(bot: FakeBot):
+    app = web.Application()
+    app.router.add_post("/webhooks/rest/webhook", bot.webhook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    return runner, f"http://127.0.0.1:{port}/webhooks/rest/webhook"
+
+
+def load_against(bot: FakeBot, messages, users: int, duration_s: float = 0.3, **kwargs) -> LoadResult:
+    async def main() -> LoadResult:
+        runner, url = await serve(bot)
+        try:
+            return await closed_loop(url, messages, users, duration_s, **kwargs)
+        finally:
+            await runner.cleanup()
+
+    return asyncio.run(main())
+
+
+def test_every_request_is_counted_and_every_virtual_user_has_its_own_sender():
+    bot = FakeBot()
+    result = load_against(bot, ["Hallo", "Was verdient man?"], users=5, turns_per_conversation=None)
+    assert len(result.samples) == len(bot.received) > 5
+    assert result.errors == 0
+    senders = {m["sender"] for m in bot.received}
+    assert len(senders) == 5
+    assert bot.max_in_flight <= 5
+    summary = result.summary()
+    assert summary["ok"] == summary["requests"] == len(bot.received)
+    assert summary["throughput_msg_s"] > 0
+    assert summary["p50_ms"] <= summary["p95_ms"] <= summary["p99_ms"] <= summary["max_ms"]
+
+
+def test_closed_loop_keeps_all_users_busy_at_once():
+    bot = FakeBot()
+    load_against(bot, ["Hallo"], users=8)
+    assert bot.max_in_flight > 1
+
+
+def test_a_virtual_user_starts_a_new_conversation_after_the_given_turns():
+    bot = FakeBot()
+    load_against(bot, ["a", "b", "c"], users=1, turns_per_conversation=3)
+    per_sender = {}
+    for m in bot.received:
+        per_sender.setdefault(m["sender"], []).append(m["message"])
+    assert len(bot.received) > 3  # otherwise the run was too short to see a rotation
+    assert all(len(turns) <= 3 for turns in per_sender.values())
+    assert list(per_sender.values())[0] == ["a", "b", "c"]
+
+
+def test_server_errors_and_empty_replies_count_as_errors_not_latencies():
+    bot = FakeBot(fail_every=2)
+    result = load_against(bot, ["Hallo", "schweigen"], users=1, turns_per_conversation=None)
+    summary = result.summary()
+    assert summary["errors"] > 0
+    assert summary["ok"] + summary["errors"] == summary["requests"]
+    assert set(summary["error_kinds"]) <= {"HTTP 500", "rejected by check"}
+    assert len(result.ok_latencies_ms) == summary["ok"]
+
+
+def test_unreachable_server_is_reported_as_connection_errors():
+    async def main() -> LoadResult:
+        runner, url = await serve(FakeBot())
+        await runner.cleanup()  # port now closed
+        return await closed_loop(url, ["Hallo"], users=2, duration_s=0.2)
+
+    result = asyncio.run(main())
+    assert result.samples and result.errors == len(result.samples)
+    assert result.summary()["throughput_msg_s"] == 0
+
+
+def test_percentile_interpolates_like_numpy():
+    values = [10.0, 20.0, 30.0, 40.0]
+    assert percentile(values, 50) == 25.0
+    assert percentile(values, 0) == 10.0 and percentile(values, 100) == 40.0
+    assert percentile([5.0], 99) == 5.0
+    assert percentile(list(range(1, 101)), 95) == pytest.approx(95.05)
+    assert percentile([], 50) != percentile([], 50)  # NaN for no data
+
+
+def test_summary_of_known_samples():
+    samples = [Sample(0.0, latency / 1000.0, True) for latency in (100, 200, 300, 400)]
+    samples.append(Sample(0.0, 5.0, False, "HTTP 500"))
+    summary = LoadResult(users=2, duration_s=2.0, samples=samples).summary()
+    assert summary["ok"] == 4 and summary["errors"] == 1
+    assert summary["throughput_msg_s"] == 2.0
+    assert summary["p50_ms"] == 250.0 and summary["max_ms"] == 400.0
+    assert summary["error_kinds"] == {"HTTP 500": 1}
+
+
+def test_heldout_questions_are_plain_german_texts():
+    questions = heldout_questions()
+    assert len(questions) > 50
+    assert not any("]{" in q or "](" in q for q in questions)
+    assert "Was verdient ein IT Manager in Duisburg?" in questions
+
+
+def _fake_result(tput: float, p95: float) -> dict:
+    return {
+        "training_s": 30.0, "ready_s": 20.0, "first_reply_ms": 100.0,
+        "rss_mb": {"rasa": 600.0, "actions": 60.0, "total": 660.0},
+        "levels": [{"users": u, "p50_ms": p95 / 2, "p95_ms": p95, "p99_ms": p95 * 1.2,
+                    "throughput_msg_s": tput * (1 if u == 1 else 2), "errors": 0, "requests": 100}
+                   for u in (1, 10, 20)],
+    }
+
+
+def test_report_compares_both_configs_and_checks_targets(tmp_path: Path):
+    ours, stock = _fake_result(tput=40.0, p95=100.0), _fake_result(tput=10.0, p95=400.0)
+    rows = comparison_rows(ours, stock)
+    by_metric = {r[0]: r for r in rows}
+    assert by_metric["10 users: throughput (msg/s)"][3] == "4.0x"
+    assert by_metric["10 users: p95 (ms)"][3] == "4.0x"
+    assert markdown_table(rows).count("\n") == len(rows) + 1
+    checks = {c["target"]: c for c in target_check(ours, stock)}
+    assert checks["p95 at 10 users (ms)"]["met"] is True
+    assert checks["throughput at 10 users vs stock"]["value"] == 4.0
+    plot({"revierlotse": ours, "stock": stock}, tmp_path / "bench.png")
+    assert (tmp_path / "bench.png").read_bytes()[:4] == b"\x89PNG"
+    json.dumps({"rows": rows, "checks": list(checks.values())})  # JSON-serialisable
+
+
+# --- the Rasa patch: validation of action server responses stays on ---------------------
+
+@pytest.fixture(scope="module")
+def remote_action():
+    from revierlotse import rasa_patches
+
+    rasa_patches.validate_action_responses_with_prebuilt_validator()
+    from rasa.core.actions.action import RemoteAction
+    from rasa.utils.endpoints import EndpointConfig
+
+    return RemoteAction("action_answer_topic", EndpointConfig("http://127.0.0.1:1/webhook"))
+
+
+def test_valid_action_response_passes_the_prebuilt_validator(remote_action):
+    response = {
+        "events": [{"event": "slot", "name": "level", "value": "entry"}],
+        "responses": [{"text": "Glück auf!", "buttons": []}],
+    }
+    assert remote_action._validate_action_result(response) is True
+
+
+@pytest.mark.parametrize("response", [
+    {"events": [{"event": "no_such_event"}], "responses": []},
+    {"events": "not a list"},
+    {"responses": ["not an object"]},
+    {"events": [{"event": "slot"}]},  # slot event without a name
+])
+def test_malformed_action_response_is_still_rejected(remote_action, response):
+    from jsonschema import ValidationError
+
+    with pytest.raises(ValidationError, match="Failed to validate Action server response"):
+        remote_action._validate_action_result(response)
+
+
+def test_patched_validation_does_not_rebuild_the_validator_per_call(remote_action, monkeypatch):
+    import jsonschema
+
+    def rebuilding_validate(*_args, **_kwargs):
+        raise AssertionError("jsonschema.validate rebuilds and re-checks the schema on every call")
+
+    monkeypatch.setattr(jsonschema, "validate", rebuilding_validate)
+    assert remote_action._validate_action_result({"events": [], "responses": []}) is True
