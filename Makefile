@@ -49,6 +49,10 @@ eval-nlu: train ## NLU accuracy on the held-out set, ours against a TF-IDF basel
 report: $(STAMP) ## operator report (HTML) from the stored conversations into reports/; FROM=YYYY-MM-DD TO=YYYY-MM-DD optional
 	$(PY) -m revierlotse.report $(if $(FROM),--from $(FROM)) $(if $(TO),--to $(TO))
 
+.PHONY: bench
+bench: $(STAMP) ## benchmark: ours vs Rasa's stock config (fresh training, start, memory, latency, throughput) into results/
+	$(PY) -m revierlotse.bench $(BENCH_ARGS)
+
 purge: $(STAMP) ## delete conversations older than RETENTION_DAYS (DSGVO), print how many
 	$(PY) -m revierlotse.purge
 
