@@ -34,6 +34,7 @@ from revierlotse.report.conversations import open_engine, read_conversations
 from revierlotse.report.figures import fallback_threshold
 from revierlotse.report.unanswered import group_questions, mask_personal_data
 from revierlotse.settings import PROJECT_ROOT, load_settings
+from tests.conftest import new_sender
 
 BERLIN = ZoneInfo("Europe/Berlin")
 EMAIL = "max.mustermann@example.org"
@@ -294,3 +295,34 @@ def test_postgresql_gives_the_same_figures_as_sqlite(report, postgres_url):
     seed(store)
     store.engine.dispose()
     assert load_report(settings_for(postgres_url)).as_dict() == report.as_dict()
+
+
+def _count(shares, key) -> int:
+    return next((s.count for s in shares if s.key == key), 0)
+
+
+@pytest.mark.e2e
+def test_report_reads_what_the_running_bot_stored(bot, kb_url, tmp_path):
+    """Real turns over REST land in the tracker store; the report counts them (as deltas,
+    since other end-to-end tests talk to the same bot) and masks the phone number."""
+    settings = settings_for(kb_url)
+    before = load_report(settings)
+    sender = new_sender()
+    bot.ask("/ask_salary", sender)
+    bot.ask("Was verdient ein Einsteiger?", sender)
+    bot.ask("Bestell mir eine Pizza, Rückruf unter 0203 7654321", sender)
+    after = load_report(settings)
+
+    def delta(get):
+        return get(after) - (get(before) if before else 0)
+
+    assert delta(lambda r: r.conversations) == 1
+    assert delta(lambda r: r.user_messages) == 3
+    assert delta(lambda r: _count(r.channels, "Shell/REST")) == 1
+    assert delta(lambda r: _count(r.topics, "salary")) == 2
+    assert next(s.label for s in after.topics if s.key == "salary") == "Gehalt"  # from the loaded KB
+    assert delta(lambda r: r.out_of_scope + r.not_understood) == 1
+    wordings = [g.text for g in after.unanswered] + [t for g in after.unanswered for t, _ in g.variants]
+    assert "Bestell mir eine Pizza, Rückruf unter [Telefon]" in wordings
+    html = write_report(after, tmp_path).read_text(encoding="utf-8")
+    assert sender not in html and "7654321" not in html
