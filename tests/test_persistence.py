@@ -285,3 +285,23 @@ def test_docker_compose_file_is_valid():
     for service in ("rasa", "actions", "db", "redis", "proxy"):
         assert f"  {service}:" in config
     assert "REDIS_URL: redis://redis:6379/0" in config
+
+
+def test_compose_proxy_is_sticky_for_socketio_and_points_at_compose_services():
+    import re
+
+    import yaml
+
+    compose = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    nginx = (PROJECT_ROOT / "deploy" / "nginx.conf").read_text()
+    mounted = [v.split(":")[0] for v in services["proxy"]["volumes"]]
+    assert "./deploy/nginx.conf" in mounted
+    upstreams = dict(re.findall(r"upstream (\w+) \{([^}]*)\}", nginx))
+    assert "ip_hash;" in upstreams["rasa_sticky"]
+    assert re.search(r"location /socket\.io/ \{[^}]*proxy_pass http://rasa_sticky;[^}]*Upgrade", nginx)
+    for body in upstreams.values():
+        for host in re.findall(r"server ([\w-]+):\d+;", body):
+            assert host in services, f"nginx upstream {host} is not a compose service"
+    assert services["rasa"]["environment"]["REDIS_URL"].startswith("redis://redis:")
+    assert services["rasa"]["environment"]["DATABASE_URL"].startswith("postgresql://")
