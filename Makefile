@@ -33,6 +33,10 @@ run: kb train ## set up everything and start the bot (Ctrl-C stops it)
 shell: kb train ## talk to the bot in the terminal
 	$(PY) -m revierlotse.serve --shell
 
+.PHONY: telegram-webhook
+telegram-webhook: $(STAMP) ## register the Telegram webhook (TELEGRAM_WEBHOOK_URL + TELEGRAM_SECRET_TOKEN from .env)
+	$(PY) -m revierlotse.telegram_webhook
+
 validate: $(STAMP) ## rasa data validate, failing on warnings
 	$(PY) -m revierlotse.launch rasa data validate --fail-on-warnings --config config.yml --domain domain.yml --data data/nlu data/dialogue
 

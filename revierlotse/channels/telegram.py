@@ -1,0 +1,323 @@
+"""Telegram channel: Bot API webhook in, Bot API calls out.
+
+Replaces Rasa 3.6.21's stock `telegram` channel, which fails on every update, aborts
+start-up when the Bot API is unreachable and accepts forged updates. Same name, so the
+webhook stays at `/webhooks/telegram/webhook`; credentials.yml points here.
+
+What one webhook request does:
+
+- channel off (no TELEGRAM_TOKEN): 503, nothing else.
+- `X-Telegram-Bot-Api-Secret-Token` missing or not TELEGRAM_SECRET_TOKEN: 403
+  (constant-time comparison), before the body is even parsed.
+- body not a JSON object, or a message without a chat id: 400.
+- a text message: cleaned (`guard.clean_text`) and handed to Rasa; `/start` becomes
+  `/greet` (greeting with the topic menu), `/help` and `/hilfe` become `/ask_capabilities`.
+- a sticker, photo, voice note, ... : a short German "only text" hint.
+- a button press (callback_query): answered (the client stops spinning), then its
+  payload goes to Rasa as if typed, through the same guard.
+- anything else (edited messages, channel posts, my_chat_member, ...): 200, ignored.
+
+Each chat is its own conversation: the sender id is the chat id. Replies are plain text
+(no parse_mode, so Markdown/HTML characters in answers are shown as they are, never
+interpreted), split below Telegram's 4096-character limit; buttons become an inline
+keyboard. The server never calls the Bot API at start: `make telegram-webhook`
+(revierlotse/telegram_webhook.py) registers the webhook.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Text
+
+from aiogram import Bot
+from aiogram.bot.api import TelegramAPIServer
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.utils.exceptions import ValidationError
+from rasa.core.channels.channel import InputChannel, OutputChannel, UserMessage
+from sanic import Blueprint, response
+from sanic.request import Request
+from sanic.response import HTTPResponse
+
+from revierlotse.channels.guard import clean_text
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_API_URL = "https://api.telegram.org"
+SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
+# Telegram's limit is 4096 UTF-16 code units per message; stay clearly below it.
+MESSAGE_LIMIT = 4000
+CALLBACK_DATA_LIMIT = 64  # bytes, Bot API limit for inline button data
+BUTTONS_PER_ROW = 2
+BOT_API_TIMEOUT_SECONDS = 10.0
+# Update types we act on; `make telegram-webhook` subscribes to exactly these.
+HANDLED_UPDATES = ("message", "callback_query")
+
+# Bot commands and the intents they stand for (button payloads the guard lets through).
+COMMANDS = {"start": "/greet", "help": "/ask_capabilities", "hilfe": "/ask_capabilities"}
+_COMMAND = re.compile(r"^/([A-Za-z0-9_]+)(?:@[A-Za-z0-9_]+)?(?:\s.*)?$", re.DOTALL)
+
+# Message contents a person sends that we cannot read; they get ONLY_TEXT_REPLY.
+# (Service messages such as new_chat_members are ignored silently.)
+NON_TEXT_CONTENT = (
+    "sticker", "photo", "voice", "audio", "video", "video_note", "animation", "document",
+    "location", "venue", "contact", "poll", "dice",
+)
+ONLY_TEXT_REPLY = (
+    "Ich verstehe leider nur Text. Schreib mir deine Frage einfach als Nachricht, "
+    "zum Beispiel: „Was verdient ein IT Manager in Duisburg?“"
+)
+EMPTY_TEXT_WITH_BUTTONS = "Wähl ein Thema:"
+
+
+def make_bot(token: str, api_url: str = DEFAULT_API_URL) -> Bot:
+    """The aiogram bot for `token`, talking to the Bot API at `api_url`.
+
+    Raises aiogram's ValidationError for a malformed token. Makes no network call.
+    """
+    server = TelegramAPIServer.from_base(api_url or DEFAULT_API_URL)
+    return Bot(token, server=server, timeout=BOT_API_TIMEOUT_SECONDS)
+
+
+def _utf16_length(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def split_text(text: str, limit: int = MESSAGE_LIMIT) -> List[str]:
+    """`text` in pieces of at most `limit` UTF-16 units, cut at paragraph, line,
+    sentence or word boundaries where possible."""
+    text = text.strip()
+    pieces: List[str] = []
+    while _utf16_length(text) > limit:
+        end, used = 0, 0
+        for ch in text:  # longest prefix that fits
+            used += 2 if ord(ch) > 0xFFFF else 1
+            if used > limit:
+                break
+            end += 1
+        window = text[:end]
+        cut = end
+        for separator in ("\n\n", "\n", ". ", " "):
+            at = window.rfind(separator)
+            if at > end // 2:
+                cut = at + len(separator)
+                break
+        pieces.append(text[:cut].rstrip())
+        text = text[cut:].lstrip()
+    if text:
+        pieces.append(text)
+    return pieces
+
+
+def inline_keyboard(buttons: List[Dict[Text, Any]]) -> Optional[InlineKeyboardMarkup]:
+    """Rasa buttons as an inline keyboard; a button press sends its payload back."""
+    markup = InlineKeyboardMarkup(row_width=BUTTONS_PER_ROW)
+    keys = []
+    for button in buttons:
+        title = str(button.get("title") or "").strip()
+        if button.get("url"):
+            keys.append(InlineKeyboardButton(title or button["url"], url=button["url"]))
+            continue
+        payload = str(button.get("payload") or title)
+        if not title or not payload or len(payload.encode("utf-8")) > CALLBACK_DATA_LIMIT:
+            logger.warning("Telegram: button %r left out (no title, or payload longer than %d bytes)",
+                           title, CALLBACK_DATA_LIMIT)
+            continue
+        keys.append(InlineKeyboardButton(title, callback_data=payload))
+    if not keys:
+        return None
+    markup.add(*keys)
+    return markup
+
+
+class TelegramOutput(OutputChannel):
+    """Sends Rasa's replies through the Bot API as plain text."""
+
+    @classmethod
+    def name(cls) -> Text:
+        return "telegram"
+
+    def __init__(self, bot: Bot) -> None:
+        self.bot = bot
+
+    async def send_text_message(self, recipient_id: Text, text: Text, **kwargs: Any) -> None:
+        for piece in split_text(text):
+            await self.bot.send_message(recipient_id, piece)
+
+    async def send_text_with_buttons(
+        self, recipient_id: Text, text: Text, buttons: List[Dict[Text, Any]], **kwargs: Any
+    ) -> None:
+        pieces = split_text(text or "") or [EMPTY_TEXT_WITH_BUTTONS]
+        for piece in pieces[:-1]:
+            await self.bot.send_message(recipient_id, piece)
+        await self.bot.send_message(recipient_id, pieces[-1], reply_markup=inline_keyboard(buttons))
+
+    async def close(self) -> None:
+        session = self.bot._session  # aiogram creates it lazily; close only what exists
+        if session is not None and not session.closed:
+            await session.close()
+
+
+class MalformedUpdate(ValueError):
+    """The request body is JSON, but not a Telegram update we can read."""
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """What an update asks us to do: reply to `chat_id` with Rasa's answer to `text`,
+    or (`only_text_hint`) tell the user we read only text."""
+
+    chat_id: int
+    text: str = ""
+    callback_query_id: Optional[str] = None
+    only_text_hint: bool = False
+
+
+def _chat_id(container: Any) -> int:
+    chat = container.get("chat") if isinstance(container, dict) else None
+    chat_id = chat.get("id") if isinstance(chat, dict) else None
+    if not isinstance(chat_id, int) or isinstance(chat_id, bool):
+        raise MalformedUpdate("message without chat id")
+    return chat_id
+
+
+def user_text(text: str) -> str:
+    """What a typed Telegram text becomes for Rasa: commands mapped, then cleaned."""
+    command = _COMMAND.match(text.strip())
+    if command and command.group(1).lower() in COMMANDS:
+        return COMMANDS[command.group(1).lower()]
+    return clean_text(text)
+
+
+def parse_update(update: Dict[str, Any]) -> Optional[Incoming]:
+    """The work an update asks for, or None when we ignore it."""
+    if "message" in update:
+        message = update["message"]
+        chat_id = _chat_id(message)
+        text = message.get("text")
+        if isinstance(text, str):
+            cleaned = user_text(text)
+            return Incoming(chat_id, cleaned) if cleaned else None
+        if any(key in message for key in NON_TEXT_CONTENT):
+            return Incoming(chat_id, only_text_hint=True)
+        return None
+    if "callback_query" in update:
+        query = update["callback_query"]
+        if not isinstance(query, dict) or not isinstance(query.get("id"), str):
+            raise MalformedUpdate("callback_query without id")
+        if isinstance(query.get("message"), dict):
+            chat_id = _chat_id(query["message"])
+        else:  # button on an inline message: answer the user privately
+            sender = query.get("from")
+            chat_id = sender.get("id") if isinstance(sender, dict) else None
+            if not isinstance(chat_id, int):
+                raise MalformedUpdate("callback_query without chat or user id")
+        data = query.get("data")
+        return Incoming(chat_id, clean_text(data) if isinstance(data, str) else "", callback_query_id=query["id"])
+    return None
+
+
+class TelegramInput(InputChannel):
+    """Telegram webhook, secured with the Bot API's secret token header."""
+
+    @classmethod
+    def name(cls) -> Text:
+        return "telegram"
+
+    @classmethod
+    def from_credentials(cls, credentials: Optional[Dict[Text, Any]]) -> InputChannel:
+        credentials = credentials or {}
+        return cls(credentials.get("access_token"), credentials.get("secret_token"), credentials.get("api_url"))
+
+    def __init__(self, access_token: Optional[str], secret_token: Optional[str], api_url: Optional[str] = None) -> None:
+        self.secret_token = (secret_token or "").strip()
+        self.output: Optional[TelegramOutput] = None
+        token = (access_token or "").strip()
+        if not token:
+            logger.info("Telegram channel off (TELEGRAM_TOKEN is empty)")
+            return
+        try:
+            self.output = TelegramOutput(make_bot(token, (api_url or "").strip() or DEFAULT_API_URL))
+        except ValidationError:
+            logger.error("Telegram channel off: TELEGRAM_TOKEN is not a valid bot token (expected 123456:ABC...)")
+            return
+        if not self.secret_token:
+            logger.error("TELEGRAM_SECRET_TOKEN is empty: every Telegram update will be rejected with 403")
+        logger.info("Telegram channel on; register the webhook with `make telegram-webhook`")
+
+    @property
+    def enabled(self) -> bool:
+        return self.output is not None
+
+    def get_output_channel(self) -> Optional[OutputChannel]:
+        return self.output
+
+    def is_signed(self, request: Request) -> bool:
+        """Whether the request carries our secret token (compared in constant time)."""
+        given = request.headers.get(SECRET_HEADER, "")
+        return bool(self.secret_token) and hmac.compare_digest(given.encode("utf-8"), self.secret_token.encode("utf-8"))
+
+    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        telegram_webhook = Blueprint("revierlotse_telegram", __name__)
+
+        @telegram_webhook.listener("after_server_stop")
+        async def close_bot_session(*_: Any) -> None:
+            if self.output is not None:
+                await self.output.close()
+
+        @telegram_webhook.route("/", methods=["GET"])
+        async def health(_: Request) -> HTTPResponse:
+            return response.json({"status": "ok" if self.enabled else "off"})
+
+        @telegram_webhook.route("/webhook", methods=["POST"])
+        async def webhook(request: Request) -> HTTPResponse:
+            if not self.enabled:
+                return response.json({"error": "telegram channel off"}, status=503)
+            if not self.is_signed(request):
+                logger.info("Telegram: rejected a webhook request without the right secret token")
+                return response.json({"error": "forbidden"}, status=403)
+            try:
+                update = json.loads(request.body)
+                if not isinstance(update, dict):
+                    raise MalformedUpdate("update is not a JSON object")
+                incoming = parse_update(update)
+            except (ValueError, UnicodeDecodeError) as error:  # MalformedUpdate is a ValueError
+                logger.info("Telegram: malformed update (%s)", type(error).__name__)
+                return response.json({"error": "malformed update"}, status=400)
+            if incoming is None:
+                return response.json({"status": "ignored"})
+            await self.handle(incoming, on_new_message)
+            return response.json({"status": "ok"})
+
+        return telegram_webhook
+
+    async def handle(self, incoming: Incoming, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> None:
+        """Run one update. Failures are logged and answered, never retried by Telegram."""
+        assert self.output is not None
+        if incoming.callback_query_id:
+            try:
+                await self.output.bot.answer_callback_query(incoming.callback_query_id)
+            except Exception as error:  # noqa: BLE001 - the button's answer matters more
+                logger.warning("Telegram: answerCallbackQuery failed: %s", error)
+        try:
+            if incoming.only_text_hint:
+                await self.output.send_text_message(str(incoming.chat_id), ONLY_TEXT_REPLY)
+            elif incoming.text:
+                await on_new_message(UserMessage(
+                    incoming.text, self.output, str(incoming.chat_id), input_channel=self.name(),
+                ))
+        except Exception:  # noqa: BLE001 - a 5xx would make Telegram resend the update for hours
+            logger.exception("Telegram: handling an update failed")
+            await self._apologise(incoming.chat_id)
+
+    async def _apologise(self, chat_id: int) -> None:
+        from revierlotse.kb.source import apology_text
+        from revierlotse.settings import get_settings
+
+        try:
+            await self.output.send_text_message(str(chat_id), apology_text(get_settings().knowledge_dir))
+        except Exception as error:  # noqa: BLE001 - the Bot API itself may be what failed
+            logger.warning("Telegram: could not send the apology either: %s", error)

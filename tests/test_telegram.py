@@ -1,0 +1,318 @@
+"""Telegram channel: unit tests, the output against a fake Bot API, and end to end
+through a real Rasa server whose Bot API is the fake (tests/fake_telegram.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from typing import Any, Dict, Optional, Tuple
+
+import pytest
+
+from revierlotse.channels.telegram import (
+    MESSAGE_LIMIT, ONLY_TEXT_REPLY, TelegramOutput, make_bot, parse_update, split_text,
+)
+from revierlotse.settings import PROJECT_ROOT
+from tests.conftest import ARTIFACTS, free_port, stack_overrides
+from tests.fake_telegram import FakeTelegram
+
+TOKEN = "123456:TEST-token_for-the-fake"
+SECRET = "test-secret_0123456789"
+WEBHOOK = "/webhooks/telegram/webhook"
+TOPIC_TITLES = ["Gehalt", "Fähigkeiten", "Alltag", "Kultur", "Weiterbildung", "Perspektiven"]
+_ids = itertools.count(1000)
+
+
+def next_id() -> int:
+    return next(_ids)
+
+
+def text_update(chat_id: int, text: str) -> Dict[str, Any]:
+    return {"update_id": next_id(), "message": {
+        "message_id": next_id(), "date": 1700000000, "text": text,
+        "chat": {"id": chat_id, "type": "private", "first_name": "Test"},
+        "from": {"id": chat_id, "is_bot": False, "first_name": "Test", "language_code": "de"},
+    }}
+
+
+def button_update(chat_id: int, data: str, query_id: str) -> Dict[str, Any]:
+    return {"update_id": next_id(), "callback_query": {
+        "id": query_id, "chat_instance": "42", "data": data,
+        "from": {"id": chat_id, "is_bot": False, "first_name": "Test"},
+        "message": {"message_id": next_id(), "date": 1700000000, "text": "Glück auf!",
+                    "chat": {"id": chat_id, "type": "private"}},
+    }}
+
+
+# --- units --------------------------------------------------------------------------
+
+def test_short_text_is_one_message():
+    assert split_text("  Glück auf!  ") == ["Glück auf!"]
+
+
+def test_long_text_is_split_below_the_limit_at_paragraphs():
+    paragraphs = [f"Absatz {i}: " + "Das Revier wandelt sich. " * 40 for i in range(12)]
+    text = "\n\n".join(p.strip() for p in paragraphs)
+    pieces = split_text(text)
+    assert len(pieces) > 1
+    assert all(len(p) <= MESSAGE_LIMIT for p in pieces)
+    assert all(p.startswith("Absatz") for p in pieces)  # cut between paragraphs
+    assert " ".join(pieces).split() == text.split()
+
+
+def test_text_without_spaces_and_with_emoji_is_cut_by_utf16_length():
+    text = "😀" * 3000  # 6000 UTF-16 units
+    pieces = split_text(text)
+    assert "".join(pieces) == text
+    assert all(len(p.encode("utf-16-le")) // 2 <= MESSAGE_LIMIT for p in pieces)
+
+
+@pytest.mark.parametrize("typed, for_rasa", [
+    ("/start", "/greet"),
+    ("/start@revierlotse_bot", "/greet"),
+    ("/start ref-from-flyer", "/greet"),
+    ("/hilfe", "/ask_capabilities"),
+    ("/ask_salary", "/ask_salary"),  # our own button payload, bare
+    ('/ask_salary{"level": "senior"}', 'ask_salary{"level": "senior"}'),  # no slot injection
+    ("/restart", "restart"),
+    ("Was\x00 verdient\nein Einsteiger?", "Was verdient ein Einsteiger?"),
+])
+def test_typed_text_is_mapped_and_cleaned(typed, for_rasa):
+    assert parse_update(text_update(7, typed)).text == for_rasa
+
+
+def test_button_data_goes_through_the_guard():
+    incoming = parse_update(button_update(7, '/greet{"name": "x"}', "q1"))
+    assert incoming.callback_query_id == "q1" and incoming.chat_id == 7
+    assert incoming.text == 'greet{"name": "x"}'
+
+
+@pytest.mark.parametrize("kind", ["edited_message", "channel_post", "my_chat_member", "inline_query", "poll"])
+def test_unhandled_update_types_are_ignored(kind):
+    assert parse_update({"update_id": 1, kind: {"chat": {"id": 5}}}) is None
+
+
+def test_service_messages_are_ignored_but_stickers_get_the_hint():
+    service = {"update_id": 1, "message": {"chat": {"id": 5}, "new_chat_members": [{"id": 9}]}}
+    assert parse_update(service) is None
+    sticker = {"update_id": 2, "message": {"chat": {"id": 5}, "sticker": {"file_id": "x"}}}
+    assert parse_update(sticker).only_text_hint
+
+
+# --- the output channel against the fake Bot API (real HTTP, no Rasa) ----------------
+
+@pytest.fixture
+def fake_api():
+    with FakeTelegram(TOKEN) as api:
+        yield api
+
+
+def test_output_splits_long_answers_and_sends_markup_characters_verbatim(fake_api):
+    text = "\n\n".join(f"**Punkt {i}** <b>nicht fett</b> _kursiv_ [Link](x) " + "Wort " * 150
+                       for i in range(10))
+    buttons = [{"title": title, "payload": f"/ask_{i}"} for i, title in enumerate(TOPIC_TITLES)]
+
+    async def send() -> None:
+        output = TelegramOutput(make_bot(TOKEN, fake_api.url))
+        try:
+            await output.send_text_with_buttons("77", text, buttons)
+        finally:
+            await output.close()
+
+    asyncio.run(send())
+    sent = fake_api.calls_to("sendMessage", chat_id=77)
+    assert len(sent) > 1
+    assert all(len(c.text) <= 4096 for c in sent)
+    assert " ".join(c.text for c in sent).split() == text.split()  # nothing escaped or lost
+    assert all("parse_mode" not in c.params for c in sent)  # plain text: nothing is interpreted
+    assert [c.button_rows for c in sent[:-1]] == [[]] * (len(sent) - 1)  # keyboard on the last one
+    assert [b["text"] for row in sent[-1].button_rows for b in row] == TOPIC_TITLES
+
+
+# --- `make telegram-webhook` ------------------------------------------------------------
+
+def run_webhook_command(api_url: str, **env: str) -> subprocess.CompletedProcess:
+    environment = {
+        "PATH": "/usr/bin:/bin", "HOME": str(PROJECT_ROOT), "RASA_TELEMETRY_ENABLED": "false",
+        "TELEGRAM_TOKEN": TOKEN, "TELEGRAM_SECRET_TOKEN": SECRET, "TELEGRAM_API_URL": api_url,
+        "TELEGRAM_WEBHOOK_URL": f"https://bot.example.org{WEBHOOK}", **env,
+    }
+    return subprocess.run([sys.executable, "-m", "revierlotse.telegram_webhook"], cwd=PROJECT_ROOT,
+                          env=environment, capture_output=True, text=True, timeout=120)
+
+
+def test_webhook_command_registers_url_secret_and_drops_pending_updates(fake_api):
+    result = run_webhook_command(fake_api.url)
+    assert result.returncode == 0, result.stderr
+    [call] = fake_api.calls_to("setWebhook")
+    assert call.params["url"] == f"https://bot.example.org{WEBHOOK}"
+    assert call.params["secret_token"] == SECRET
+    assert call.params["drop_pending_updates"] == "true"
+    assert call.params["allowed_updates"] == ["message", "callback_query"]
+
+
+def test_webhook_command_warns_clearly_when_the_bot_api_is_unreachable():
+    result = run_webhook_command(f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    assert result.returncode == 1
+    assert "Could not register the Telegram webhook" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_webhook_command_names_missing_settings():
+    result = run_webhook_command("http://127.0.0.1:9", TELEGRAM_WEBHOOK_URL="http://insecure", TELEGRAM_SECRET_TOKEN="")
+    assert result.returncode == 2
+    assert "TELEGRAM_WEBHOOK_URL" in result.stderr and "TELEGRAM_SECRET_TOKEN" in result.stderr
+
+
+# --- end to end: real Rasa server, fake Bot API ---------------------------------------------
+
+class TelegramBot:
+    def __init__(self, url: str, api: FakeTelegram) -> None:
+        self.url = url + WEBHOOK
+        self.api = api
+
+    def post(self, body: Any, secret: Optional[str] = SECRET) -> Tuple[int, Any]:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        headers = {"Content-Type": "application/json"}
+        if secret is not None:
+            headers["X-Telegram-Bot-Api-Secret-Token"] = secret
+        request = urllib.request.Request(self.url, data=data, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=60) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as error:
+            return error.code, error.read()
+
+    def say(self, chat_id: int, text: str, count: int = 1) -> str:
+        """Send `text` from `chat_id`; the text of the bot's replies to it."""
+        before = len(self.api.calls_to("sendMessage", chat_id))
+        status, _ = self.post(text_update(chat_id, text))
+        assert status == 200
+        return "\n".join(c.text for c in self.api.wait_for_messages(chat_id, before + count)[before:])
+
+
+@pytest.fixture(scope="module")
+def telegram(model, kb_url):
+    from revierlotse.stack import Stack
+
+    with FakeTelegram(TOKEN) as api:
+        overrides = stack_overrides(kb_url, TELEGRAM_TOKEN=TOKEN, TELEGRAM_SECRET_TOKEN=SECRET,
+                                    TELEGRAM_API_URL=api.url, TELEGRAM_WEBHOOK_URL="")
+        with Stack.default(model, overrides, log_dir=ARTIFACTS / "logs" / "telegram") as stack:
+            yield TelegramBot(stack.rasa_url, api)
+
+
+@pytest.mark.e2e
+def test_server_start_makes_no_bot_api_call(telegram):
+    assert telegram.api.calls_to("setWebhook") == [] and telegram.api.calls_to("getMe") == []
+
+
+@pytest.mark.e2e
+def test_salary_question_is_answered_in_german_with_the_entry_band(telegram):
+    reply = telegram.say(next_id(), "Was verdient ein Einsteiger als IT Manager?")
+    assert "4.200 bis 5.200 €" in reply and "Quelle:" in reply
+
+
+@pytest.mark.e2e
+def test_start_gives_greeting_with_topic_keyboard(telegram):
+    chat = next_id()
+    telegram.say(chat, "/start")
+    [greeting] = telegram.api.calls_to("sendMessage", chat)
+    assert "Glück auf" in greeting.text
+    buttons = [b for row in greeting.button_rows for b in row]
+    assert [b["text"] for b in buttons][:6] == TOPIC_TITLES
+    assert buttons[0]["callback_data"] == "/ask_salary"
+
+
+@pytest.mark.e2e
+def test_button_press_is_answered_and_gives_that_topic(telegram):
+    chat = next_id()
+    status, _ = telegram.post(button_update(chat, "/ask_salary", "query-77"))
+    assert status == 200
+    [answered] = telegram.api.wait_for(lambda c: c.method == "answerCallbackQuery")
+    assert answered.params["callback_query_id"] == "query-77"
+    assert "4.200 bis 5.200 €" in telegram.api.wait_for_messages(chat)[0].text
+
+
+@pytest.mark.e2e
+def test_each_chat_is_its_own_conversation(telegram):
+    newcomer, other = next_id(), next_id()
+    telegram.say(newcomer, "Ich bin Berufseinsteiger.")
+    newcomer_reply = telegram.say(newcomer, "Wie hoch ist das Gehalt?")
+    other_reply = telegram.say(other, "Wie hoch ist das Gehalt?")
+    # The newcomer's chat remembers the level (entry answer); the other chat knows
+    # nothing about its user and gets the overview of both bands.
+    assert newcomer_reply.startswith("Für den Einstieg") and "4.200 bis 5.200 €" in newcomer_reply
+    assert "Für den Einstieg" not in other_reply
+    assert "4.200 bis 5.200 €" in other_reply and "5.800 bis 7.200 €" in other_reply
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("secret", [None, "", "wrong-secret", SECRET + "x", SECRET[:-1]])
+def test_unsigned_or_forged_updates_get_403_and_reach_no_conversation(telegram, secret):
+    forged_chat = next_id()
+    status, _ = telegram.post(text_update(forged_chat, "Was verdient ein Einsteiger?"), secret=secret)
+    assert status == 403
+    # A signed update afterwards is answered; the forged chat still got nothing.
+    assert telegram.say(next_id(), "Hallo")
+    assert [c for c in telegram.api.calls if c.chat_id == forged_chat] == []
+
+
+@pytest.mark.e2e
+def test_forged_button_press_is_not_answered(telegram):
+    status, _ = telegram.post(button_update(next_id(), "/ask_salary", "forged-query"), secret="nope")
+    assert status == 403
+    assert telegram.say(next_id(), "Hallo")
+    assert not [c for c in telegram.api.calls_to("answerCallbackQuery")
+                if c.params["callback_query_id"] == "forged-query"]
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("body", [b"{not json", b"", b"[1, 2]", b'"text"', b'{"message": {"text": "hi"}}'])
+def test_malformed_updates_get_400(telegram, body):
+    assert telegram.post(body)[0] == 400
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("kind", ["edited_message", "channel_post", "my_chat_member", "edited_channel_post"])
+def test_unsupported_update_types_get_200_and_no_reply(telegram, kind):
+    chat = next_id()
+    update = text_update(chat, "Was verdient ein Einsteiger?")
+    update[kind] = update.pop("message")
+    assert telegram.post(update) == (200, {"status": "ignored"})
+    assert telegram.say(next_id(), "Hallo")
+    assert [c for c in telegram.api.calls if c.chat_id == chat] == []
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("content", [
+    {"sticker": {"file_id": "s", "file_unique_id": "s", "width": 512, "height": 512, "is_animated": False}},
+    {"photo": [{"file_id": "p", "file_unique_id": "p", "width": 90, "height": 90}]},
+    {"voice": {"file_id": "v", "file_unique_id": "v", "duration": 3}},
+])
+def test_stickers_photos_and_voice_get_the_only_text_hint(telegram, content):
+    chat = next_id()
+    update = text_update(chat, "")
+    del update["message"]["text"]
+    update["message"].update(content)
+    assert telegram.post(update)[0] == 200
+    [hint] = telegram.api.wait_for_messages(chat)
+    assert hint.text == ONLY_TEXT_REPLY and "nur Text" in hint.text
+
+
+@pytest.mark.e2e
+def test_channel_is_off_without_token_and_rest_still_works(bot):
+    if bot.stack.settings.telegram_token:
+        pytest.skip("TELEGRAM_TOKEN is set in this environment")
+    request = urllib.request.Request(bot.url + WEBHOOK, data=json.dumps(text_update(1, "Hallo")).encode(),
+                                     headers={"Content-Type": "application/json",
+                                              "X-Telegram-Bot-Api-Secret-Token": "x"})
+    with pytest.raises(urllib.error.HTTPError) as error:
+        urllib.request.urlopen(request, timeout=30)
+    assert error.value.code == 503
+    assert "Glück auf" in bot.ask_text("Hallo!")
