@@ -49,7 +49,9 @@ def run_shell(log_dir) -> None:
     try:
         actions.wait_ready(60)
         subprocess.run(
-            [PY, "-m", "revierlotse.launch", "rasa", "shell", "--model", str(model), "--endpoints", "endpoints.yml"],
+            [PY, "-m", "revierlotse.launch", "rasa", "shell", "--model", str(model), "--endpoints", "endpoints.yml",
+             # the shell's own server: local only, on RASA_PORT (a free one in tests)
+             "--interface", "127.0.0.1", "--port", str(stack.settings.rasa_port)],
             cwd=PROJECT_ROOT,
         )
     except KeyboardInterrupt:
