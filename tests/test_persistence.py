@@ -82,6 +82,12 @@ def test_endpoints_yml_builds_our_stores(monkeypatch, tmp_path, redis_url):
     endpoints = read_endpoints_from_path(PROJECT_ROOT / "endpoints.yml")
     assert isinstance(LockStore.create(endpoints.lock_store), RedisAtomicLockStore)
 
+    monkeypatch.setenv("REDIS_URL", "")
+    monkeypatch.setenv("SANIC_WORKERS", "2")  # several workers without Redis: refuse
+    endpoints = read_endpoints_from_path(PROJECT_ROOT / "endpoints.yml")
+    with pytest.raises(ValueError, match="REDIS_URL"):
+        LockStore.create(endpoints.lock_store)
+
 
 @pytest.mark.e2e
 def test_conversation_survives_a_restart_of_the_rasa_server(model, postgres_url):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -160,6 +161,10 @@ def lock_store_for(url: Optional[Text], **kwargs: Any) -> LockStore:
     """The Redis lock store for `url`, or Rasa's in-process one when `url` is empty."""
     if url:
         return RedisAtomicLockStore(url, **kwargs)
+    if int(os.environ.get("SANIC_WORKERS", "1") or 1) > 1:
+        # Rasa allows several workers with any custom lock store; in-process locks
+        # would then not exclude each other.
+        raise ValueError("SANIC_WORKERS > 1 needs REDIS_URL: in-process locks do not span workers.")
     return InMemoryLockStore()
 
 
