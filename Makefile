@@ -19,7 +19,19 @@ $(STAMP): pyproject.toml
 	uv pip install --python $(PY) -e ".[dev]"
 	@touch $(STAMP)
 
-install: $(STAMP) ## create the venv (uv, Python 3.10) and install everything
+# The website widget: rasa-webchat from npm (web/package-lock.json), served by revierlotse.web.
+WEBCHAT := web/node_modules/rasa-webchat/lib/index.js
+$(WEBCHAT): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+	@touch $(WEBCHAT)
+
+# Debian's Chromium for the browser tests (Playwright cannot download browsers here).
+CHROMIUM := /usr/bin/chromium
+$(CHROMIUM):
+	$(if $(filter 0,$(shell id -u)),,sudo )apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo )apt-get install -y -qq --no-install-recommends chromium
+
+install: $(STAMP) $(WEBCHAT) $(CHROMIUM) ## create the venv (uv, Python 3.10) and install everything (widget bundle, Chromium)
 
 kb: $(STAMP) ## load data/knowledge/ into DATABASE_URL (idempotent)
 	$(PY) -m revierlotse.kb.cli
@@ -27,7 +39,7 @@ kb: $(STAMP) ## load data/knowledge/ into DATABASE_URL (idempotent)
 train: $(STAMP) ## train the model unless one for the current training data exists
 	$(PY) -m revierlotse.model
 
-run: kb train ## set up everything and start the bot (Ctrl-C stops it)
+run: install kb train ## set up everything and start the bot (Ctrl-C stops it)
 	$(PY) -m revierlotse.serve
 
 shell: kb train ## talk to the bot in the terminal
@@ -40,7 +52,7 @@ telegram-webhook: $(STAMP) ## register the Telegram webhook (TELEGRAM_WEBHOOK_UR
 validate: $(STAMP) ## rasa data validate, failing on warnings
 	$(PY) -m revierlotse.launch rasa data validate --fail-on-warnings --config config.yml --domain domain.yml --data data/nlu data/dialogue
 
-test: kb train ## run every test (unit, NLU, stories, end to end)
+test: install kb train ## run every test (unit, NLU, stories, end to end)
 	$(PY) -m pytest -ra
 
 test-fast: $(STAMP) ## unit tests only (no servers)

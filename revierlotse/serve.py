@@ -15,7 +15,7 @@ from revierlotse.stack import PY, Stack
 
 def run_bot(log_dir) -> None:
     model = ensure_model()
-    stack = Stack.default(model, log_dir=log_dir)
+    stack = Stack.default(model, log_dir=log_dir, web=True)
     print(f"Starting Revierlotse with {model.name} (logs in {log_dir}) ...", flush=True)
     stopping = False
 
@@ -27,6 +27,7 @@ def run_bot(log_dir) -> None:
     try:
         stack.start()
         print(f"Revierlotse is ready. REST: {stack.rasa_url}/webhooks/rest/webhook", flush=True)
+        print(f"Website with the chat widget: {stack.web_url}", flush=True)
         print("Press Ctrl-C to stop.", flush=True)
         while not stopping:
             for service in stack.services:

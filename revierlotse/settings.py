@@ -45,6 +45,8 @@ class Settings:
     web_host: str = "127.0.0.1"
     web_port: int = 8080
     cors_origins: List[str] = field(default_factory=lambda: ["http://localhost:8080", "http://127.0.0.1:8080"])
+    # Public URL of Rasa's socket.io channel for the widget; empty: same host as the page, RASA_PORT.
+    web_socket_url: str = ""
 
     telegram_token: str = ""
     telegram_webhook_url: str = ""

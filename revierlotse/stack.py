@@ -83,6 +83,7 @@ def settings_env(settings: Settings) -> Dict[str, str]:
         "RASA_PORT": str(settings.rasa_port),
         "ACTION_SERVER_HOST": settings.action_server_host,
         "ACTION_SERVER_PORT": str(settings.action_server_port),
+        "WEB_PORT": str(settings.web_port),
         "RASA_TELEMETRY_ENABLED": "false",
     }
 
@@ -110,6 +111,13 @@ def rasa_server(settings: Settings, model: Path, env: Dict[str, str], log_dir: O
                    log_dir / f"rasa-{settings.rasa_port}.log" if log_dir else None)
 
 
+def web_server(settings: Settings, env: Dict[str, str], log_dir: Optional[Path]) -> Service:
+    """The landing page with the chat widget (revierlotse.web)."""
+    return Service("web server", [PY, "-m", "revierlotse.web"],
+                   f"http://{settings.web_host}:{settings.web_port}/health",
+                   env, log_dir / f"web-{settings.web_port}.log" if log_dir else None)
+
+
 class Stack:
     """A set of services started in order and stopped in reverse order."""
 
@@ -119,21 +127,28 @@ class Stack:
 
     @classmethod
     def default(cls, model: Path, overrides: Optional[Dict[str, str]] = None,
-                log_dir: Optional[Path] = None, extra_services: List[Service] = ()) -> "Stack":
-        """Action server + Rasa server with `overrides` on top of the environment/.env."""
+                log_dir: Optional[Path] = None, extra_services: List[Service] = (),
+                web: bool = False) -> "Stack":
+        """Action server + Rasa server (+ the web page with `web`) with `overrides` on top of the environment/.env."""
         overrides = dict(overrides or {})
         settings = load_settings({**_dotenv_and_environ(), **overrides})
         env = {**settings_env(settings), **overrides}
         if log_dir:
             log_dir.mkdir(parents=True, exist_ok=True)
         stack = cls([action_server(settings, env, log_dir), rasa_server(settings, model, env, log_dir),
-                     *extra_services])
+                     *([web_server(settings, env, log_dir)] if web else []), *extra_services])
         stack.settings = settings
         return stack
 
     @property
     def rasa_url(self) -> str:
         return self.settings.rasa_url
+
+    @property
+    def web_url(self) -> str:
+        from revierlotse.web import page_url
+
+        return page_url(self.settings)
 
     def service(self, name: str) -> Service:
         return next(s for s in self.services if s.name == name)

@@ -1,0 +1,134 @@
+"""The website: a landing page with the chat widget, `python -m revierlotse.web`.
+
+Serves only what the page needs, from a fixed list: the files directly in web/
+(index.html, style.css, app.js), the rasa-webchat bundle that `make install` puts in
+web/node_modules, `/config.json` (where the widget finds Rasa's socket.io channel)
+and `/health`. Every response carries a Content-Security-Policy that allows scripts
+from this server only, so even a link or markup that slipped into a chat bubble
+cannot run script.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import mimetypes
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Optional
+from urllib.parse import urlsplit
+
+from revierlotse.settings import PROJECT_ROOT, Settings, get_settings
+
+WEB_DIR = PROJECT_ROOT / "web"
+WEBCHAT_BUNDLE = WEB_DIR / "node_modules" / "rasa-webchat" / "lib" / "index.js"
+PAGE_FILES = {".html", ".css", ".js", ".svg", ".png", ".ico"}
+
+logger = logging.getLogger("revierlotse.web")
+
+
+def content_security_policy(settings: Settings) -> str:
+    """Scripts only from here; connections only to here and the Rasa port (http + ws)."""
+    rasa = f"{settings.rasa_port}"
+    # The public socket URL (behind a proxy) for both polling (http) and websocket (ws).
+    public = settings.web_socket_url.rstrip("/")
+    socket = f"{public} {public.replace('http', 'ws', 1)}" if public.startswith("http") else public
+    return "; ".join([
+        "default-src 'self'",
+        "script-src 'self'",
+        # The widget injects its own <style> elements.
+        "style-src 'self' 'unsafe-inline'",
+        "img-src 'self' data:",
+        "font-src 'self' data:",
+        f"connect-src 'self' http://*:{rasa} ws://*:{rasa} https://*:{rasa} wss://*:{rasa} {socket}".strip(),
+        "object-src 'none'",
+        "base-uri 'none'",
+        "frame-ancestors 'none'",
+    ])
+
+
+def widget_config(settings: Settings) -> dict:
+    """What app.js needs to reach Rasa's socket.io channel."""
+    return {"socketUrl": settings.web_socket_url or None, "rasaPort": settings.rasa_port}
+
+
+def resolve(path: str) -> Optional[Path]:
+    """The file for a URL path, or None: only top-level page files and the widget bundle."""
+    if path == "/":
+        return WEB_DIR / "index.html"
+    if path == "/vendor/webchat.js":
+        return WEBCHAT_BUNDLE
+    name = path.lstrip("/")
+    if "/" in name or "\\" in name or name.startswith(".") or Path(name).suffix not in PAGE_FILES:
+        return None
+    return WEB_DIR / name
+
+
+class PageHandler(BaseHTTPRequestHandler):
+    server_version = "Revierlotse"
+    sys_version = ""
+    settings: Settings = None  # set by make_server
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server API
+        path = urlsplit(self.path).path
+        if path == "/health":
+            return self._send(HTTPStatus.OK, b'{"status": "ok"}', "application/json")
+        if path == "/config.json":
+            body = json.dumps(widget_config(self.settings)).encode()
+            return self._send(HTTPStatus.OK, body, "application/json")
+        file = resolve(path)
+        if file is None or not file.is_file():
+            hint = " (run `make install`)" if file == WEBCHAT_BUNDLE else ""
+            return self._send(HTTPStatus.NOT_FOUND, f"Nicht gefunden{hint}\n".encode(), "text/plain; charset=utf-8")
+        ctype = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
+        if ctype.startswith("text/") or ctype.endswith("javascript"):
+            ctype += "; charset=utf-8"
+        self._send(HTTPStatus.OK, file.read_bytes(), ctype)
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self.do_GET()
+
+    def _send(self, status: HTTPStatus, body: bytes, ctype: str) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Referrer-Policy", "no-referrer")
+        self.send_header("Content-Security-Policy", content_security_policy(self.settings))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def log_message(self, format: str, *args) -> None:  # noqa: A002 - http.server API
+        logger.info("%s %s", self.address_string(), format % args)
+
+
+def make_server(settings: Settings) -> ThreadingHTTPServer:
+    handler = type("Handler", (PageHandler,), {"settings": settings})
+    return ThreadingHTTPServer((settings.web_host, settings.web_port), handler)
+
+
+def page_url(settings: Settings) -> str:
+    host = "localhost" if settings.web_host in {"0.0.0.0", "::", "127.0.0.1"} else settings.web_host
+    return f"http://{host}:{settings.web_port}/"
+
+
+def main() -> None:
+    settings = get_settings()
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if not WEBCHAT_BUNDLE.is_file():
+        logger.warning("widget bundle missing at %s: run `make install`", WEBCHAT_BUNDLE)
+    server = make_server(settings)
+    logger.info("serving the website at %s", page_url(settings))
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+if __name__ == "__main__":
+    main()
