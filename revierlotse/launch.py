@@ -20,7 +20,30 @@ def export_environment() -> None:
     os.environ.setdefault("LOG_LEVEL", settings.log_level)
 
 
+def api_token_problem(args: List[str]) -> str:
+    """Why these `rasa` arguments must not start (empty if they may).
+
+    `--enable-api` without a token opens the whole HTTP API (tracker read/write,
+    model replace) to anyone who can reach the port.
+    """
+    if "--enable-api" not in args:
+        return ""
+    token = ""
+    for i, arg in enumerate(args):
+        if arg in {"--auth-token", "-t"} and i + 1 < len(args):
+            token = args[i + 1]
+        elif arg.startswith("--auth-token="):
+            token = arg.split("=", 1)[1]
+    if not token.strip():
+        return ("Refusing to start: Rasa's HTTP API is enabled (RASA_API_ENABLED) but no token is set. "
+                "Set RASA_API_TOKEN in .env to a long random value, or turn the API off.")
+    return ""
+
+
 def run_rasa(args: List[str]) -> None:
+    problem = api_token_problem(args)
+    if problem:
+        sys.exit(problem)
     export_environment()
     from revierlotse import rasa_patches
 

@@ -14,6 +14,9 @@ def apply() -> None:
     if _applied:
         return
     _applied = True
+    keep_log_level_after_model_load()
+    guard_every_turn()
+    apologise_when_actions_fail()
     validate_action_responses_with_prebuilt_validator()
 
 
@@ -48,3 +51,77 @@ def validate_action_responses_with_prebuilt_validator() -> None:
         raise error
 
     RemoteAction._validate_action_result = _validate_action_result
+
+
+def keep_log_level_after_model_load() -> None:
+    """Restore the root log level after the model is loaded.
+
+    Loading the model imports skops -> sklearn.utils.all_estimators -> numpy.distutils,
+    whose import sets the root logger to WARNING: from then on the server dropped every
+    INFO line (Rasa's "server is up" and our turn log included).
+    """
+    import logging
+    import os
+
+    import rasa.core.agent
+
+    load_agent = rasa.core.agent.load_agent
+
+    async def load_agent_keeping_log_level(*args, **kwargs):
+        try:
+            return await load_agent(*args, **kwargs)
+        finally:
+            logging.getLogger().setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())
+
+    rasa.core.agent.load_agent = load_agent_keeping_log_level
+
+
+def guard_every_turn() -> None:
+    """Rate limit, empty/over-long text, failures and the INFO turn log, for all channels.
+
+    Wraps `Agent.handle_message` (every channel hands its messages to it) with
+    `revierlotse.turns.TurnGate`, and `MessageProcessor._run_prediction_loop` so the
+    turn log learns intent, confidence and actions from the tracker.
+    """
+    from rasa.core.agent import Agent
+    from rasa.core.processor import MessageProcessor
+
+    from revierlotse.settings import get_settings
+    from revierlotse.turns import TurnGate, record_tracker
+
+    gate = TurnGate(get_settings())
+    handle_message = Agent.handle_message
+    run_prediction_loop = MessageProcessor._run_prediction_loop
+
+    async def guarded_handle_message(self: Agent, message):
+        return await gate.handle(handle_message, self, message)
+
+    async def recorded_prediction_loop(self: MessageProcessor, output_channel, tracker) -> None:
+        try:
+            await run_prediction_loop(self, output_channel, tracker)
+        finally:
+            record_tracker(tracker)
+
+    Agent.handle_message = guarded_handle_message
+    MessageProcessor._run_prediction_loop = recorded_prediction_loop
+
+
+def apologise_when_actions_fail() -> None:
+    """Action server down, failing or slower than ACTION_TIMEOUT_SECONDS: apologise.
+
+    Stock Rasa logs the error and the user gets no reply at all (and waits up to five
+    minutes for a hung action server). See `revierlotse.turns.run_remote_action`.
+    """
+    from rasa.core.actions.action import RemoteAction
+
+    from revierlotse.settings import get_settings
+    from revierlotse.turns import run_remote_action
+
+    settings = get_settings()
+    run = RemoteAction.run
+
+    async def run_with_apology(self: RemoteAction, output_channel, nlg, tracker, domain):
+        return await run_remote_action(run, self, output_channel, nlg, tracker, domain,
+                                       settings.action_timeout_seconds, settings.knowledge_dir)
+
+    RemoteAction.run = run_with_apology
