@@ -133,9 +133,15 @@ class RedisAtomicLockStore(LockStore):
             yield held
         finally:
             keeper.cancel()
-            if not await self.release(held):
-                logger.warning("Lock on a conversation expired before its turn ended (lifetime %.0f s).",
-                               self.lock_lifetime)
+            try:
+                released = await self.release(held)
+            except redis.RedisError as error:  # the turn is done; the lock expires by itself
+                logger.warning("Could not release a conversation lock (expires in %.0f s): %s",
+                               self.lock_lifetime, error)
+            else:
+                if not released:
+                    logger.warning("Lock on a conversation expired before its turn ended (lifetime %.0f s).",
+                                   self.lock_lifetime)
 
     async def _keep_alive(self, held: HeldLock) -> None:
         while True:
