@@ -25,6 +25,9 @@ logger = logging.getLogger(__name__)
 
 HOME_PLACE = "duisburg"  # canonical value of every Duisburg/Ruhr place (data/nlu/entities.yml)
 TOPIC_INTENT_PREFIX = "ask_"
+MAX_TOPICS_PER_MESSAGE = 3
+CLARIFY_CANDIDATES = 3
+CLARIFY_MIN_CONFIDENCE = 0.05
 
 
 def knowledge_base() -> KnowledgeBase:
@@ -34,6 +37,10 @@ def knowledge_base() -> KnowledgeBase:
 def topic_buttons(topics: Sequence[Tuple[str, str]]) -> List[Dict[str, str]]:
     """Buttons whose payloads are plain intents (`/ask_<topic>`), valid in every channel."""
     return [{"title": label, "payload": f"/{TOPIC_INTENT_PREFIX}{key}"} for key, label in topics]
+
+
+def topic_of_intent(intent: Optional[str]) -> str:
+    return intent[len(TOPIC_INTENT_PREFIX):] if intent and intent.startswith(TOPIC_INTENT_PREFIX) else ""
 
 
 def latest_entity(tracker: Tracker, name: str) -> Optional[str]:
@@ -80,13 +87,28 @@ class KnowledgeAction(Action, ABC):
         text = "\n\n".join(kb.reply(key, **values) for key in reply_keys)
         dispatcher.utter_message(text=text, buttons=topic_buttons(kb.menu()))
 
-    def answer_topic(self, dispatcher: CollectingDispatcher, tracker: Tracker, kb: KnowledgeBase, topic: str) -> List[EventType]:
-        """Answer `topic` for this user, or say honestly that a named place is not covered."""
+    def answer_topic(self, dispatcher: CollectingDispatcher, tracker: Tracker, kb: KnowledgeBase, topic: str,
+                     new_qualifiers: Sequence[str] = ()) -> List[EventType]:
+        """Answer `topic` for this user, or say honestly that a named place is not covered.
+
+        `new_qualifiers` are the qualifier names the user just mentioned; if the answer
+        has nothing specific for one of them, the reply says so before the general answer.
+        """
         place = latest_entity(tracker, "place")
         if place and place.lower() != HOME_PLACE:
             self.say_with_menu(dispatcher, kb, "other_place", place=place[:1].upper() + place[1:])
             return [SlotSet("topic", topic)]
-        return self.say_answer(dispatcher, kb.answer(topic, **user_qualifiers(tracker)))
+        qualifiers = user_qualifiers(tracker)
+        answer = kb.answer(topic, **qualifiers)
+        labels = kb.qualifier_values()
+        uncovered = [
+            labels[name][qualifiers[name]]
+            for name in new_qualifiers
+            if name not in answer.qualifiers and qualifiers.get(name) in labels.get(name, {})
+        ]
+        if uncovered:
+            dispatcher.utter_message(text=kb.reply("qualifier_not_covered", facts=", ".join(uncovered)).strip())
+        return self.say_answer(dispatcher, answer)
 
 
 class ActionShowMenu(KnowledgeAction):
@@ -102,18 +124,24 @@ class ActionShowMenu(KnowledgeAction):
 
 
 class ActionAnswerTopic(KnowledgeAction):
-    """A fact question: the topic is the intent name without its `ask_` prefix."""
+    """A fact question: the topic is the intent name without its `ask_` prefix.
+
+    A question naming several topics (NLU's `topics`) gets one answer per topic.
+    """
 
     def name(self) -> Text:
         return "action_answer_topic"
 
     def respond(self, dispatcher, tracker, kb):
-        intent = tracker.get_intent_of_latest_message() or ""
-        topic = intent[len(TOPIC_INTENT_PREFIX):] if intent.startswith(TOPIC_INTENT_PREFIX) else ""
-        if not kb.has_topic(topic):
+        intents = tracker.latest_message.get("topics") or [tracker.get_intent_of_latest_message()]
+        topics = [t for t in dict.fromkeys(map(topic_of_intent, intents)) if kb.has_topic(t)]
+        if not topics:
             self.say_with_menu(dispatcher, kb, "out_of_scope", "offer")
             return []
-        return self.answer_topic(dispatcher, tracker, kb, topic)
+        events: List[EventType] = []
+        for topic in topics[:MAX_TOPICS_PER_MESSAGE]:
+            events += self.answer_topic(dispatcher, tracker, kb, topic)
+        return events
 
 
 class ActionInform(KnowledgeAction):
@@ -125,7 +153,8 @@ class ActionInform(KnowledgeAction):
     def respond(self, dispatcher, tracker, kb):
         topic = tracker.get_slot("topic")
         if topic and kb.has_topic(topic):
-            return self.answer_topic(dispatcher, tracker, kb, topic)
+            mentioned = [n for n in QUALIFIER_NAMES if latest_entity(tracker, n)]
+            return self.answer_topic(dispatcher, tracker, kb, topic, new_qualifiers=mentioned)
         labels = kb.qualifier_values()
         facts = [labels[name][value] for name, value in user_qualifiers(tracker).items() if value in labels.get(name, {})]
         if facts:
@@ -177,8 +206,33 @@ class ActionOutOfScope(KnowledgeAction):
         return []
 
 
+class ActionClarify(KnowledgeAction):
+    """First stage of the fallback: "Meintest du ...?" with the likeliest topics as buttons.
+
+    With no plausible topic at all it goes straight to the honest fallback.
+    """
+
+    def name(self) -> Text:
+        return "action_clarify"
+
+    def respond(self, dispatcher, tracker, kb):
+        labels = dict(kb.topics())
+        candidates = [
+            topic_of_intent(r.get("name"))
+            for r in tracker.latest_message.get("intent_ranking", [])
+            if topic_of_intent(r.get("name")) in labels and r.get("confidence", 0) >= CLARIFY_MIN_CONFIDENCE
+        ][:CLARIFY_CANDIDATES]
+        if not candidates:
+            self.say_with_menu(dispatcher, kb, "out_of_scope", "offer")
+            return []
+        buttons = topic_buttons([(t, labels[t]) for t in candidates])
+        buttons.append({"title": kb.reply("clarify_other"), "payload": "/ask_capabilities"})
+        dispatcher.utter_message(text=kb.reply("clarify"), buttons=buttons)
+        return []
+
+
 class ActionFallback(KnowledgeAction):
-    """NLU was unsure: an honest German fallback with the menu."""
+    """Second miss in a row (or no plausible topic): an honest German fallback with the menu."""
 
     def name(self) -> Text:
         return "action_fallback"

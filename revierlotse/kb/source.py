@@ -24,6 +24,7 @@ SCALAR_LIST_KEYS = ("menu",)
 REQUIRED_REPLIES = (
     "greeting", "capabilities", "out_of_scope", "other_place", "offer",
     "no_topic", "no_more_detail", "noted", "forgotten", "apology",
+    "clarify", "clarify_other", "qualifier_not_covered",
 )
 # Said when even the knowledge source cannot be read (a broken deployment).
 LAST_RESORT_APOLOGY = "Entschuldige, da ist etwas schiefgelaufen. Bitte versuch es später noch einmal."

@@ -7,12 +7,18 @@ SVM, calibrated (sigmoid, k-fold) so the confidences mean something to the
 FallbackClassifier. Trains in seconds on a 2-core machine; no TensorFlow.
 
 Chosen by measurement on the held-out set (see README, "NLU quality").
+
+A question may name two topics ("Was verdient man und welche Weiterbildung lohnt
+sich?"). The classifier then also splits the text into clauses, classifies each, and
+when two or more clauses confidently name different topic intents it adds them, in
+order, as `topics` to the parse result; the intent stays the whole text's best guess.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Text
+import re
+from typing import Any, Dict, List, Optional, Text
 
 import numpy as np
 from rasa.engine.graph import ExecutionContext, GraphComponent
@@ -29,6 +35,9 @@ logger = logging.getLogger(__name__)
 
 # Only these libraries' types may be un-pickled from a model file (skops).
 TRUSTED_TYPE_PREFIXES = ("sklearn.", "numpy.", "scipy.", "builtins.")
+# Where a German question turns to its next part.
+CLAUSE_BREAK = re.compile(r"[?;!]|,|\b(?:und|sowie|außerdem|ausserdem|zudem|plus|and)\b", re.IGNORECASE)
+TOPICS = "topics"
 
 
 @DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER, is_trainable=True)
@@ -45,6 +54,10 @@ class LinearIntentClassifier(GraphComponent, IntentClassifier):
             "calibration_folds": 3,
             "ranking_length": 10,
             "random_state": 42,
+            # Multi-topic questions: intents with this prefix count as topics, and a
+            # clause must reach this confidence to add its topic.
+            "topic_intent_prefix": "ask_",
+            "clause_confidence": 0.5,
         }
 
     def __init__(self, config: Dict[Text, Any], model_storage: ModelStorage, resource: Resource) -> None:
@@ -65,11 +78,23 @@ class LinearIntentClassifier(GraphComponent, IntentClassifier):
     # -- features ----------------------------------------------------------------
     def _features(self, messages: List[Message]):
         texts = [m.get(TEXT) or "" for m in messages]
-        parts = [self.model["words"].transform(texts), self.model["chars"].transform(texts)]
         dense = [m.get_dense_features(TEXT)[1] for m in messages]
-        if all(d is not None for d in dense) and dense:
-            parts.append(csr_matrix(np.vstack([d.features for d in dense]) * float(self.config["dense_weight"])))
+        vectors = np.vstack([d.features for d in dense]) if dense and all(d is not None for d in dense) else None
+        return self._matrix(texts, vectors)
+
+    def _matrix(self, texts: List[str], dense: Optional[np.ndarray]):
+        parts = [self.model["words"].transform(texts), self.model["chars"].transform(texts)]
+        if dense is not None:
+            parts.append(csr_matrix(dense * float(self.config["dense_weight"])))
         return hstack(parts).tocsr()
+
+    def _probabilities(self, X) -> np.ndarray:
+        classifier = self.model["classifier"]
+        if hasattr(classifier, "predict_proba"):
+            return classifier.predict_proba(X)
+        margins = classifier.decision_function(X)  # one class too small to calibrate
+        exp = np.exp(margins - margins.max(axis=1, keepdims=True))
+        return exp / exp.sum(axis=1, keepdims=True)
 
     # -- training ----------------------------------------------------------------
     def train(self, training_data: TrainingData) -> Resource:
@@ -101,21 +126,36 @@ class LinearIntentClassifier(GraphComponent, IntentClassifier):
     def process(self, messages: List[Message]) -> List[Message]:
         if not self.model or not messages:
             return messages
-        classifier = self.model["classifier"]
-        X = self._features(messages)
-        if hasattr(classifier, "predict_proba"):
-            probabilities = classifier.predict_proba(X)
-        else:  # one intent class too small to calibrate: softmax of the margins
-            margins = classifier.decision_function(X)
-            exp = np.exp(margins - margins.max(axis=1, keepdims=True))
-            probabilities = exp / exp.sum(axis=1, keepdims=True)
-        names = list(classifier.classes_)
-        for message, row in zip(messages, probabilities):
+        names = list(self.model["classifier"].classes_)
+        for message, row in zip(messages, self._probabilities(self._features(messages))):
             order = np.argsort(-row)
             ranking = [{"name": names[i], "confidence": float(row[i])} for i in order]
             message.set(INTENT, ranking[0], add_to_output=True)
             message.set("intent_ranking", ranking[: int(self.config["ranking_length"])], add_to_output=True)
+            topics = self._clause_topics(message)
+            if len(topics) > 1:
+                message.set(TOPICS, topics, add_to_output=True)
         return messages
+
+    def _clause_topics(self, message: Message) -> List[str]:
+        """Topic intents named by separate clauses of the text, in order, without repeats."""
+        clauses = [c.strip() for c in CLAUSE_BREAK.split(message.get(TEXT) or "")]
+        clauses = [c for c in clauses if len(c) >= 4]
+        if len(clauses) < 2:
+            return []
+        dense = None
+        if message.get_dense_features(TEXT)[1] is not None:
+            from revierlotse.nlu.sentence_encoder import encode
+
+            dense = encode(clauses)
+        names = list(self.model["classifier"].classes_)
+        prefix, threshold = self.config["topic_intent_prefix"], float(self.config["clause_confidence"])
+        topics: List[str] = []
+        for row in self._probabilities(self._matrix(clauses, dense)):
+            best = int(np.argmax(row))
+            if names[best].startswith(prefix) and row[best] >= threshold and names[best] not in topics:
+                topics.append(names[best])
+        return topics
 
     def process_training_data(self, training_data: TrainingData) -> TrainingData:
         return training_data

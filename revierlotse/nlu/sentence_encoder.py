@@ -30,13 +30,18 @@ def _encoder():
     return USE()
 
 
+def encode(texts: List[str]) -> np.ndarray:
+    """Unit-length 512-d embeddings of `texts` (unscaled), one row per text."""
+    return np.atleast_2d(_encoder().encode(list(texts)))
+
+
 @DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.MESSAGE_FEATURIZER, is_trainable=False)
 class SentenceEncoderFeaturizer(DenseFeaturizer, GraphComponent):
-    """Adds a multilingual USE sentence embedding (times `scale`) to each message."""
+    """Adds a multilingual USE sentence embedding to each message (weighted by the classifier)."""
 
     @staticmethod
     def get_default_config() -> Dict[Text, Any]:
-        return {**DenseFeaturizer.get_default_config(), "scale": 1.0, "batch_size": 256}
+        return {**DenseFeaturizer.get_default_config(), "batch_size": 256}
 
     @staticmethod
     def required_packages() -> List[Text]:
@@ -50,8 +55,8 @@ class SentenceEncoderFeaturizer(DenseFeaturizer, GraphComponent):
 
     @classmethod
     def validate_config(cls, config: Dict[Text, Any]) -> None:
-        if float(config.get("scale", 1.0)) <= 0:
-            raise ValueError("SentenceEncoderFeaturizer: 'scale' must be positive")
+        if int(config.get("batch_size", 256)) < 1:
+            raise ValueError("SentenceEncoderFeaturizer: 'batch_size' must be at least 1")
 
     @classmethod
     def create(
@@ -68,8 +73,8 @@ class SentenceEncoderFeaturizer(DenseFeaturizer, GraphComponent):
         size = int(self._config["batch_size"])
         for start in range(0, len(todo), size):
             batch = todo[start:start + size]
-            vectors = _encoder().encode([m.get(TEXT) for m in batch]) * float(self._config["scale"])
-            for message, vector in zip(batch, np.atleast_2d(vectors)):
+            vectors = encode([m.get(TEXT) for m in batch])
+            for message, vector in zip(batch, vectors):
                 message.add_features(
                     Features(
                         vector.reshape(1, -1).astype(np.float32),
