@@ -16,6 +16,7 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
+from revierlotse.intents import payload_for_topic, topic_of_intent
 from revierlotse.kb import Answer, KnowledgeBase
 from revierlotse.kb.models import QUALIFIER_NAMES
 from revierlotse.kb.source import apology_text
@@ -24,7 +25,6 @@ from revierlotse.settings import get_settings
 logger = logging.getLogger(__name__)
 
 HOME_PLACE = "duisburg"  # canonical value of every Duisburg/Ruhr place (data/nlu/entities.yml)
-TOPIC_INTENT_PREFIX = "ask_"
 MAX_TOPICS_PER_MESSAGE = 3
 CLARIFY_CANDIDATES = 3
 CLARIFY_MIN_CONFIDENCE = 0.05
@@ -36,11 +36,7 @@ def knowledge_base() -> KnowledgeBase:
 
 def topic_buttons(topics: Sequence[Tuple[str, str]]) -> List[Dict[str, str]]:
     """Buttons whose payloads are plain intents (`/ask_<topic>`), valid in every channel."""
-    return [{"title": label, "payload": f"/{TOPIC_INTENT_PREFIX}{key}"} for key, label in topics]
-
-
-def topic_of_intent(intent: Optional[str]) -> str:
-    return intent[len(TOPIC_INTENT_PREFIX):] if intent and intent.startswith(TOPIC_INTENT_PREFIX) else ""
+    return [{"title": label, "payload": payload_for_topic(key)} for key, label in topics]
 
 
 def latest_entity(tracker: Tracker, name: str) -> Optional[str]:

@@ -12,7 +12,9 @@ from __future__ import annotations
 import re
 import unicodedata
 
-BUTTON_PAYLOAD = re.compile(r"/(ask_[a-z]+|greet|ask_capabilities)")
+from revierlotse.intents import BUTTON_INTENT
+
+BUTTON_PAYLOAD = re.compile(rf"/({BUTTON_INTENT.pattern})")
 _LEADING_SLASHES = re.compile(r"^\s*/+")
 _SPACES = re.compile(r"\s+")
 

@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
-from actions.actions import topic_of_intent
+from revierlotse.intents import topic_of_intent
 from revierlotse.report.conversations import Conversation, Message
 from revierlotse.report.unanswered import QuestionGroup, group_questions
 from revierlotse.settings import PROJECT_ROOT
