@@ -112,3 +112,26 @@ def test_greeting_menu_buttons_work_as_payloads(bot):
     assert set(buttons) >= {"Gehalt", "Fähigkeiten", "Alltag", "Kultur", "Weiterbildung", "Perspektiven"}
     assert "Abschnitt 6" in d.say(buttons["Perspektiven"])
     assert "Abschnitt 3" in d.say(buttons["Kultur"])
+
+
+# Gibberish that the model cannot place: NLU confidence stays below the fallback threshold.
+GIBBERISH = ("xkcd qwz", "okay?")
+
+
+def test_two_misses_in_a_row_first_clarify_then_honest_fallback_with_menu(bot):
+    d = Dialog(bot)
+    first = d.say(GIBBERISH[0])
+    assert "Meintest du" in first
+    payloads = [p for _, p in d.buttons()]
+    assert payloads and payloads[-1] == "/ask_capabilities", "clarifying buttons end with 'Etwas anderes'"
+    second = d.say(GIBBERISH[1])
+    assert "keine Angaben" in second and "Meintest du" not in second
+    assert {"Gehalt", "Perspektiven"} <= {t for t, _ in d.buttons()}
+
+
+def test_after_a_miss_a_suggested_topic_button_answers_that_topic(bot):
+    d = Dialog(bot)
+    d.say(GIBBERISH[0])
+    title, payload = d.buttons()[0]
+    assert payload.startswith("/ask_")
+    assert "Quelle:" in d.say(payload)
