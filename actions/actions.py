@@ -219,20 +219,15 @@ class ActionClarify(KnowledgeAction):
             if topic_of_intent(r.get("name")) in labels and r.get("confidence", 0) >= CLARIFY_MIN_CONFIDENCE
         ][:CLARIFY_CANDIDATES]
         if not candidates:
-            self.say_with_menu(dispatcher, kb, "out_of_scope", "offer")
-            return []
+            return ActionOutOfScope.respond(self, dispatcher, tracker, kb)
         buttons = topic_buttons([(t, labels[t]) for t in candidates])
         buttons.append({"title": kb.reply("clarify_other"), "payload": "/ask_capabilities"})
         dispatcher.utter_message(text=kb.reply("clarify"), buttons=buttons)
         return []
 
 
-class ActionFallback(KnowledgeAction):
-    """Second miss in a row (or no plausible topic): an honest German fallback with the menu."""
+class ActionFallback(ActionOutOfScope):
+    """Second miss in a row: the same honest answer with the menu as out of scope."""
 
     def name(self) -> Text:
         return "action_fallback"
-
-    def respond(self, dispatcher, tracker, kb):
-        self.say_with_menu(dispatcher, kb, "out_of_scope", "offer")
-        return []
