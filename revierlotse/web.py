@@ -66,9 +66,10 @@ def resolve(path: str) -> Optional[Path]:
 
 
 class PageHandler(BaseHTTPRequestHandler):
-    server_version = "Revierlotse"
-    sys_version = ""
     settings: Settings = None  # set by make_server
+
+    def version_string(self) -> str:
+        return "Revierlotse"
 
     def do_GET(self) -> None:  # noqa: N802 - http.server API
         path = urlsplit(self.path).path

@@ -308,3 +308,53 @@ def test_socketio_websocket_from_a_foreign_origin_is_refused(site, browser):
         assert result == "refused"
     finally:
         context.close()
+
+
+@pytest.mark.e2e
+def test_a_socket_cannot_speak_for_another_conversation(site):
+    """Client B names victim A's session id in its message: A never hears of it."""
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    import socketio
+
+    url = f"http://127.0.0.1:{site.settings.rasa_port}"
+    headers = {"Origin": site.origin}
+
+    async def scenario():
+        victim, intruder = socketio.AsyncClient(), socketio.AsyncClient()
+        heard = {"victim": [], "intruder": []}
+        confirmed = {"victim": asyncio.Event(), "intruder": asyncio.Event()}
+        sessions = {}
+        source_line = asyncio.Event()
+
+        for name, client in (("victim", victim), ("intruder", intruder)):
+            def on_confirm(session_id, name=name):
+                sessions[name] = session_id
+                confirmed[name].set()
+
+            def on_bot(message, name=name):
+                heard[name].append(message.get("text", ""))
+                if name == "victim" and "Quelle:" in message.get("text", ""):
+                    source_line.set()
+
+            client.on("session_confirm", on_confirm)
+            client.on("bot_uttered", on_bot)
+            await client.connect(url, headers=headers, transports=["polling"], wait_timeout=30)
+            await client.emit("session_request", {"session_id": None})
+        try:
+            await asyncio.wait_for(asyncio.gather(*(e.wait() for e in confirmed.values())), 30)
+            await intruder.emit("user_uttered", {"message": "Was verdient ein Einsteiger?",
+                                                 "session_id": sessions["victim"]})
+            await victim.emit("user_uttered", {"message": "/ask_skills", "session_id": sessions["victim"]})
+            await asyncio.wait_for(source_line.wait(), 60)
+        finally:
+            await victim.disconnect()
+            await intruder.disconnect()
+        return heard
+
+    # In its own thread: Playwright's sync API already runs an event loop in this one.
+    with ThreadPoolExecutor(1) as pool:
+        heard = pool.submit(asyncio.run, scenario()).result()
+    assert heard["victim"] and not any("4.200 bis 5.200 €" in text for text in heard["victim"])
+    assert heard["intruder"] == []
