@@ -229,7 +229,7 @@ def test_tracker_shows_no_injected_slot_and_no_restart(api_bot):
         url = api_bot.rasa_url
 
     sender = new_sender()
-    for text in ('/inform{"level":"entry","company_type":"startup"}', "/restart", '/ask_salary{"level":"entry"}'):
+    for text in ('/inform{"level":"entry","company_type":"industry"}', "/restart", '/ask_salary{"level":"entry"}'):
         assert rest(_Bot, text, sender), "every message gets a reply"
     req = urllib.request.Request(f"{api_bot.rasa_url}/conversations/{sender}/tracker?token={api_bot.token}")
     with urllib.request.urlopen(req, timeout=60) as resp:

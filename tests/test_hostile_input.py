@@ -247,3 +247,100 @@ def test_slot_injection_by_text_does_not_set_the_level(bot):
                             '/greet{"level":"entry"}')
     assert injected == fresh
 
+
+
+# -- socket.io (the website widget's channel) --------------------------------------------
+class WidgetSocket:
+    """A python-socketio client speaking the rasa-webchat protocol.
+
+    Long-polling transport: python-engineio 4.15's websocket client needs aiohttp >= 3.10
+    (`aiohttp.ClientWSTimeout`); Rasa pins an older aiohttp. The server side is the same.
+    """
+
+    def __init__(self, url: str, origin: str) -> None:
+        import asyncio
+
+        import socketio
+
+        self.url, self.origin = url, origin
+        self.sio = socketio.AsyncClient(reconnection=False)
+        self.replies: "asyncio.Queue[dict]" = asyncio.Queue()
+        self.confirmed: "asyncio.Future[str]" = asyncio.get_running_loop().create_future()
+        self.sio.on("session_confirm", self._confirm)
+        self.sio.on("bot_uttered", self.replies.put_nowait)
+        self.session_id = ""
+
+    def _confirm(self, session_id) -> None:
+        if not self.confirmed.done():
+            self.confirmed.set_result(session_id)
+
+    async def __aenter__(self) -> "WidgetSocket":
+        import asyncio
+
+        await self.sio.connect(self.url, headers={"Origin": self.origin}, transports=["polling"],
+                               wait_timeout=30)
+        await self.sio.emit("session_request", {"session_id": None})
+        self.session_id = await asyncio.wait_for(self.confirmed, 30)
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.sio.disconnect()
+
+    async def say(self, message, **extra) -> str:
+        import asyncio
+
+        await self.sio.emit("user_uttered", {"message": message, "session_id": self.session_id, **extra})
+        return (await asyncio.wait_for(self.replies.get(), 60)).get("text", "")
+
+
+def widget_origin(bot) -> str:
+    return bot.stack.settings.cors_origins[0]
+
+
+SOCKET_TEXTS = {
+    "slot injection": '/inform{"level":"entry"}',
+    "control characters and NUL": "Gehalt\x00\x07?",
+    "HTML script": "<script>alert(1)</script>",
+    "emoji only": "💶🤔",
+    "10 kB message": "Gehalt? " * 1280,
+    "message is a number": 42,
+}
+
+
+@pytest.mark.parametrize("message", SOCKET_TEXTS.values(), ids=SOCKET_TEXTS.keys())
+def test_socketio_hostile_text_gets_a_german_reply(bot, message):
+    import asyncio
+
+    async def scenario() -> str:
+        async with WidgetSocket(bot.url, widget_origin(bot)) as widget:
+            return await widget.say(message)
+
+    text = asyncio.run(scenario())
+    assert GERMAN.search(text) and not LEAKS.search(text), text
+    assert "<script" not in text
+
+
+def test_socketio_malformed_events_are_ignored_and_the_socket_keeps_working(bot):
+    import asyncio
+
+    async def scenario() -> str:
+        async with WidgetSocket(bot.url, widget_origin(bot)) as widget:
+            for data in (["Gehalt?"], 42, "Gehalt?", None, {"message": "Gehalt?", "session_id": "someone-else-123"},
+                         {"message": "Gehalt?"}):
+                await widget.sio.emit("user_uttered", data)
+            return await widget.say("Was verdient ein Einsteiger?")
+
+    assert "4.200 bis 5.200 €" in asyncio.run(scenario())
+
+
+def test_socketio_refuses_a_foreign_origin(bot):
+    import asyncio
+
+    import socketio
+
+    async def scenario() -> None:
+        async with WidgetSocket(bot.url, "https://evil.example") as widget:
+            await widget.say("Gehalt?")
+
+    with pytest.raises((socketio.exceptions.ConnectionError, asyncio.TimeoutError)):
+        asyncio.run(scenario())
