@@ -15,7 +15,8 @@ import pytest
 from aiohttp import web
 
 from revierlotse.bench.loadgen import LoadResult, Sample, closed_loop, percentile
-from revierlotse.bench.runner import comparison_rows, heldout_questions, markdown_table, plot, target_check
+from revierlotse.bench.runner import (comparison_rows, cpu_seconds, heldout_questions, markdown_table, plot, rss_mb,
+                                      target_check)
 
 
 class FakeBot:
@@ -143,12 +144,31 @@ def test_heldout_questions_are_plain_german_texts():
     assert "Was verdient ein IT Manager in Duisburg?" in questions
 
 
+def test_memory_and_cpu_of_a_process_tree_are_read_from_proc():
+    import os
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        own = rss_mb(os.getpid())
+        assert own > 10.0
+        assert rss_mb(os.getpid()) >= own - 5.0 and own > rss_mb(child.pid) > 0  # child counted
+        before = cpu_seconds(os.getpid())
+        sum(i * i for i in range(2_000_000))
+        assert cpu_seconds(os.getpid()) > before
+    finally:
+        child.communicate(b"")
+    assert rss_mb(child.pid) == 0.0  # gone
+
+
 def _fake_result(tput: float, p95: float) -> dict:
     return {
         "training_s": 30.0, "ready_s": 20.0, "first_reply_ms": 100.0,
         "rss_mb": {"rasa": 600.0, "actions": 60.0, "total": 660.0},
         "levels": [{"users": u, "p50_ms": p95 / 2, "p95_ms": p95, "p99_ms": p95 * 1.2,
-                    "throughput_msg_s": tput * (1 if u == 1 else 2), "errors": 0, "requests": 100}
+                    "throughput_msg_s": tput * (1 if u == 1 else 2), "errors": 0, "requests": 100,
+                    "cpu_ms_per_msg": {"rasa": 1000.0 / tput, "actions": 2.0}}
                    for u in (1, 10, 20)],
     }
 
@@ -159,6 +179,7 @@ def test_report_compares_both_configs_and_checks_targets(tmp_path: Path):
     by_metric = {r[0]: r for r in rows}
     assert by_metric["10 users: throughput (msg/s)"][3] == "4.0x"
     assert by_metric["10 users: p95 (ms)"][3] == "4.0x"
+    assert by_metric["10 users: CPU per reply (ms)"][1:] == ["27.0", "102.0", "3.8x"]
     assert markdown_table(rows).count("\n") == len(rows) + 1
     checks = {c["target"]: c for c in target_check(ours, stock)}
     assert checks["p95 at 10 users (ms)"]["met"] is True

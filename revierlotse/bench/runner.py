@@ -89,6 +89,32 @@ def _children(pid: int) -> List[int]:
     return kids
 
 
+def _tree(pid: int) -> List[int]:
+    pids, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        pids.append(current)
+        todo += _children(current)
+    return pids
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time used so far by a process and its descendants.
+
+    Unlike wall-clock latency, CPU time per message hardly depends on what else runs on
+    the machine, so it compares configurations fairly on a shared, busy host.
+    """
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for current in _tree(pid):
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14, 15 of stat)
+    return total / ticks
+
+
 def rss_mb(pid: int) -> float:
     """Resident memory of a process and all its descendants, in MB."""
     total_kb, todo = 0, [pid]
@@ -127,6 +153,20 @@ def output_to(log_path: Path) -> Iterator[None]:
             os.close(saved[1])
 
 
+def _earlier_training(model: Path) -> Optional[Dict[str, Any]]:
+    """Training figures of this very model from an earlier run (results/bench-*.json)."""
+    for path in sorted(RESULTS.glob("bench-2*.json"), reverse=True):
+        try:
+            run = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        for result in run.get("results", {}).values():
+            if result.get("model") == str(model) and result.get("training_s") is not None:
+                return {"model": str(model), "training_s": result["training_s"],
+                        "training": f"fresh, empty cache, measured in the run of {run.get('started')}"}
+    return None
+
+
 def fresh_training(contender: Contender, reuse: bool) -> Dict[str, Any]:
     """Train `contender` from scratch (empty Rasa cache) into models/bench-<label>-<fingerprint>.
 
@@ -138,6 +178,9 @@ def fresh_training(contender: Contender, reuse: bool) -> Dict[str, Any]:
     name = f"bench-{contender.label}"
     target = model_path(contender.config, name)
     if reuse and target.exists():
+        earlier = _earlier_training(target)
+        if earlier:
+            return earlier
         return {"model": str(target), "training_s": None, "training": "reused (not measured)"}
     with tempfile.TemporaryDirectory(prefix="rasa-cache-") as cache, \
             output_to(LOGS / f"train-{contender.label}.log"):
@@ -220,9 +263,15 @@ def measure_serving(contender: Contender, model: Path, questions: Sequence[str],
                     if done[0] % 10 == 0:
                         bar.set_postfix_str(f"{contender.label}: {users} users, {done[0]} replies")
 
+                cpu_before = cpu_seconds(rasa_pid), cpu_seconds(actions_pid)
                 load = run_load(url, questions, users=users, duration_s=duration_s,
                                 sender_prefix=f"bench-{users}u", on_reply=progress)
                 summary = load.summary()
+                replies = max(summary["ok"], 1)
+                summary["cpu_ms_per_msg"] = {
+                    "rasa": round(1000.0 * (cpu_seconds(rasa_pid) - cpu_before[0]) / replies, 1),
+                    "actions": round(1000.0 * (cpu_seconds(actions_pid) - cpu_before[1]) / replies, 1),
+                }
                 summary["loadavg_after"] = os.getloadavg()
                 result["levels"].append(summary)
                 bar.update(1)
@@ -263,6 +312,10 @@ def comparison_rows(ours: Dict[str, Any], stock: Dict[str, Any]) -> List[List[st
         rows.append([f"{u} users: throughput (msg/s)", fmt(lv["throughput_msg_s"]),
                      fmt(other.get("throughput_msg_s")),
                      factor(lv["throughput_msg_s"], other.get("throughput_msg_s"), higher_is_better=True)])
+        if "cpu_ms_per_msg" in lv and "cpu_ms_per_msg" in other:
+            a = lv["cpu_ms_per_msg"]["rasa"] + lv["cpu_ms_per_msg"]["actions"]
+            b = other["cpu_ms_per_msg"]["rasa"] + other["cpu_ms_per_msg"]["actions"]
+            rows.append([f"{u} users: CPU per reply (ms)", fmt(a), fmt(b), factor(a, b)])
         rows.append([f"{u} users: errors / requests", f"{lv['errors']} / {lv['requests']}",
                      f"{other.get('errors', '-')} / {other.get('requests', '-')}", ""])
     return rows
@@ -338,7 +391,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     parser.add_argument("--levels", default="1,10,20", help="concurrent users, comma separated (1,10,20)")
     parser.add_argument("--only", choices=[c.label for c in CONTENDERS], help="measure one configuration only")
     parser.add_argument("--reuse-models", action="store_true",
-                        help="serve existing bench models instead of training fresh (training not timed)")
+                        help="serve existing bench models if present; their training time comes from an "
+                             "earlier run in results/ (else it is not reported)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
