@@ -1,7 +1,9 @@
 """Outages: the user always gets a short German apology, and the bot recovers by itself.
 
 These tests stop and restart the real action server of the session `bot` (and point it
-at a PostgreSQL database they take down); a fixture puts the original one back.
+at a PostgreSQL database they take down); a fixture puts the original one back. The
+last test runs a stack of its own whose knowledge base AND conversations live in one
+PostgreSQL database, as in production, and takes that database down.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from revierlotse.kb.loader import load_knowledge
 from revierlotse.kb.models import make_engine
 from revierlotse.kb.source import apology_text
 from revierlotse.settings import PROJECT_ROOT
-from revierlotse.stack import Service
-from tests.conftest import POSTGRES_TEST_URL, new_sender
+from revierlotse.stack import Service, Stack
+from tests.conftest import ARTIFACTS, POSTGRES_TEST_URL, Bot, new_sender, stack_overrides
 
 pytestmark = pytest.mark.e2e
 
@@ -155,3 +157,32 @@ def test_database_down_gives_apology_and_recovers_without_restart(bot, action_se
 
     assert ENTRY_BAND in bot.ask_text(SALARY, sender)
     assert action_server.proc.pid == pid and action_server.proc.poll() is None, "no restart needed"
+
+
+def test_whole_database_down_gives_apology_and_both_servers_recover(model, outage_database):
+    """Tracker store (Rasa server) and knowledge base (actions) in the same database."""
+    stack = Stack.default(model, stack_overrides(outage_database), log_dir=ARTIFACTS / "logs" / "outage-db")
+    database = outage_database.rsplit("/", 1)[1]
+    admin = sa.create_engine(POSTGRES_TEST_URL, isolation_level="AUTOCOMMIT", future=True)
+    with stack:
+        bot = Bot(stack)
+        pids = [service.proc.pid for service in stack.services]
+        sender = new_sender()
+        assert ENTRY_BAND in bot.ask_text(SALARY, sender)
+        try:
+            with admin.connect() as conn:
+                set_connections(conn, database, allowed=False)
+            assert bot.ask_text(SALARY, sender) == APOLOGY
+            # Rasa's fail-safe tracker store keeps the conversation in memory meanwhile,
+            # so replies that need no database still work.
+            assert "Gern geschehen" in bot.ask_text("danke dir!", new_sender())
+            with admin.connect() as conn:
+                set_connections(conn, database, allowed=True)
+        finally:
+            admin.dispose()
+        assert ENTRY_BAND in bot.ask_text(SALARY, sender)
+        assert "Gern geschehen" in bot.ask_text("danke dir!", sender)
+        assert [service.proc.pid for service in stack.services] == pids
+        assert all(service.proc.poll() is None for service in stack.services), "no restart needed"
+        for service in stack.services:  # the database errors were logged without the user's text
+            assert SALARY not in service.log_path.read_text(encoding="utf-8", errors="replace")
