@@ -23,7 +23,9 @@ def run_bot(log_dir) -> None:
         nonlocal stopping
         stopping = True
 
-    signal.signal(signal.SIGTERM, _stop)
+    # Ctrl-C, a closed terminal and `kill` all end in the same orderly stop.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _stop)
     try:
         stack.start()
         print(f"Revierlotse is ready. REST: {stack.rasa_url}/webhooks/rest/webhook", flush=True)
@@ -35,11 +37,17 @@ def run_bot(log_dir) -> None:
                     print(f"{service.name} stopped unexpectedly (see {service.log_path})", file=sys.stderr)
                     stopping = True
             time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
     finally:
-        print("Stopping Revierlotse ...", flush=True)
+        # Stop first: the terminal or pipe we print to may already be gone.
         stack.stop()
+        _say("Revierlotse stopped.")
+
+
+def _say(text: str) -> None:
+    try:
+        print(text, flush=True)
+    except OSError:  # stdout closed with the terminal (e.g. `make run | tee` after Ctrl-C)
+        pass
 
 
 def run_shell(log_dir) -> None:

@@ -24,6 +24,17 @@ from typing import Dict, List, Optional
 from revierlotse.settings import PROJECT_ROOT, Settings, load_settings
 
 PY = sys.executable
+_PR_SET_PDEATHSIG = 1
+
+
+def _detach_but_die_with_parent() -> None:
+    """In the child: own process group (Ctrl-C reaches only the supervisor, which stops
+    the services in order), and SIGTERM if the supervisor dies without stopping them."""
+    os.setsid()
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 @dataclass
@@ -41,7 +52,7 @@ class Service:
         self._log = out
         self.proc = subprocess.Popen(
             self.argv, cwd=PROJECT_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT if out else None,
-            start_new_session=True,
+            preexec_fn=_detach_but_die_with_parent,
         )
 
     def healthy(self) -> bool:
