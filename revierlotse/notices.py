@@ -14,7 +14,8 @@ NOT_A_JSON_OBJECT = (
 )
 BAD_SENDER = (
     "Es fehlt eine gültige Absenderkennung („sender“): ein Text mit 1 bis 128 Zeichen, "
-    "nur Buchstaben, Ziffern und . _ - : @ + =, beginnend mit einem Buchstaben oder einer Ziffer."
+    "nur Buchstaben, Ziffern und . _ - : @ + =, beginnend mit einem Buchstaben oder einer Ziffer "
+    "(„telegram:“ am Anfang ist dem Telegram-Kanal vorbehalten)."
 )
 BAD_MESSAGE = "Das Feld „message“ fehlt oder ist kein Text. Schick mir deine Frage bitte als Text."
 REQUEST_TOO_LARGE = (
@@ -31,4 +32,10 @@ EMPTY_MESSAGE = (
 RATE_LIMITED = (
     "Puh, das waren gerade sehr viele Nachrichten auf einmal. Gönn mir bitte eine kurze "
     "Pause und schreib mir in einer Minute wieder."
+)
+
+# Telegram: the user sent a sticker, photo, voice message or the like.
+ONLY_TEXT = (
+    "Ich verstehe leider nur Text. Schreib mir deine Frage einfach als Nachricht, "
+    "zum Beispiel: „Was verdient ein IT Manager in Duisburg?“"
 )

@@ -22,3 +22,13 @@ def test_control_characters_and_nul_are_removed_line_breaks_kept_as_spaces():
 def test_emoji_umlauts_and_rtl_text_survive():
     assert clean_text("💶 Gehalt für Einsteiger? ✨") == "💶 Gehalt für Einsteiger? ✨"
     assert clean_text("مرحبا") == "مرحبا"
+
+
+def test_telegram_conversation_ids_are_reserved_for_the_telegram_channel():
+    from revierlotse.channels.guard import is_reserved_sender
+    from revierlotse.channels.telegram import chat_of_sender, sender_of_chat
+
+    assert sender_of_chat(12345) == "telegram:12345"
+    assert chat_of_sender("telegram:-100777") == "-100777"
+    assert is_reserved_sender("telegram:12345") and is_reserved_sender("Telegram:1")
+    assert not is_reserved_sender("anna-42")

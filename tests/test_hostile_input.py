@@ -198,6 +198,7 @@ MALFORMED = {
     "sender with line break": (payload("Gehalt?", sender="anna\nadmin"), JSON),
     "sender is a number": (payload("Gehalt?", sender=12345), JSON),
     "sender is an object": (payload("Gehalt?", sender={"id": "a"}), JSON),
+    "sender is a Telegram conversation": (payload("Gehalt?", sender="telegram:12345"), JSON),
 }
 
 

@@ -14,8 +14,9 @@ from typing import Any, Dict, Optional, Tuple
 
 import pytest
 
+from revierlotse import notices
 from revierlotse.channels.telegram import (
-    MESSAGE_LIMIT, ONLY_TEXT_REPLY, TelegramOutput, make_bot, parse_update, split_text,
+    MESSAGE_LIMIT, TelegramOutput, make_bot, parse_update, split_text,
 )
 from revierlotse.settings import PROJECT_ROOT
 from tests.conftest import ARTIFACTS, free_port, stack_overrides
@@ -301,7 +302,7 @@ def test_stickers_photos_and_voice_get_the_only_text_hint(telegram, content):
     update["message"].update(content)
     assert telegram.post(update)[0] == 200
     [hint] = telegram.api.wait_for_messages(chat)
-    assert hint.text == ONLY_TEXT_REPLY and "nur Text" in hint.text
+    assert hint.text == notices.ONLY_TEXT and "nur Text" in hint.text
 
 
 @pytest.mark.e2e

@@ -15,6 +15,10 @@ import unicodedata
 from revierlotse.intents import BUTTON_INTENT
 
 BUTTON_PAYLOAD = re.compile(rf"/({BUTTON_INTENT.pattern})")
+# Conversation ids that belong to one channel. Telegram chat ids are guessable numbers,
+# so Telegram conversations live under this prefix and REST refuses sender ids with it.
+TELEGRAM_SENDER_PREFIX = "telegram:"
+RESERVED_SENDER_PREFIXES = (TELEGRAM_SENDER_PREFIX,)
 _LEADING_SLASHES = re.compile(r"^\s*/+")
 _SPACES = re.compile(r"\s+")
 
@@ -34,3 +38,8 @@ def clean_text(text: str) -> str:
     if is_button_payload(text):
         return text
     return _LEADING_SLASHES.sub("", text).strip()
+
+
+def is_reserved_sender(sender: str) -> bool:
+    """True for conversation ids only their own channel may use."""
+    return sender.lower().startswith(RESERVED_SENDER_PREFIXES)

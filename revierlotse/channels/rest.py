@@ -28,7 +28,7 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from revierlotse import notices
-from revierlotse.channels.guard import clean_text
+from revierlotse.channels.guard import clean_text, is_reserved_sender
 from revierlotse.kb.source import apology_text
 from revierlotse.settings import get_settings
 
@@ -57,7 +57,7 @@ def parse_request(body: bytes, content_type: str, max_chars: int) -> Tuple[str, 
     if not isinstance(payload, dict):
         raise RequestRejected(400, notices.NOT_A_JSON_OBJECT)
     sender = payload.get("sender")
-    if not isinstance(sender, str) or not SENDER_ID.fullmatch(sender):
+    if not isinstance(sender, str) or not SENDER_ID.fullmatch(sender) or is_reserved_sender(sender):
         raise RequestRejected(400, notices.BAD_SENDER)
     text = payload.get("message")
     if not isinstance(text, str):

@@ -42,7 +42,8 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from revierlotse.channels.guard import clean_text
+from revierlotse import notices
+from revierlotse.channels.guard import TELEGRAM_SENDER_PREFIX, clean_text
 
 logger = logging.getLogger(__name__)
 
@@ -60,15 +61,11 @@ HANDLED_UPDATES = ("message", "callback_query")
 COMMANDS = {"start": "/greet", "help": "/ask_capabilities", "hilfe": "/ask_capabilities"}
 _COMMAND = re.compile(r"^/([A-Za-z0-9_]+)(?:@[A-Za-z0-9_]+)?(?:\s.*)?$", re.DOTALL)
 
-# Message contents a person sends that we cannot read; they get ONLY_TEXT_REPLY.
+# Message contents a person sends that we cannot read; they get notices.ONLY_TEXT.
 # (Service messages such as new_chat_members are ignored silently.)
 NON_TEXT_CONTENT = (
     "sticker", "photo", "voice", "audio", "video", "video_note", "animation", "document",
     "location", "venue", "contact", "poll", "dice",
-)
-ONLY_TEXT_REPLY = (
-    "Ich verstehe leider nur Text. Schreib mir deine Frage einfach als Nachricht, "
-    "zum Beispiel: „Was verdient ein IT Manager in Duisburg?“"
 )
 EMPTY_TEXT_WITH_BUTTONS = "Wähl ein Thema:"
 
@@ -133,6 +130,16 @@ def inline_keyboard(buttons: List[Dict[Text, Any]]) -> Optional[InlineKeyboardMa
     return markup
 
 
+def sender_of_chat(chat_id: int) -> str:
+    """The conversation id of a Telegram chat (namespaced: REST cannot write into it)."""
+    return f"{TELEGRAM_SENDER_PREFIX}{chat_id}"
+
+
+def chat_of_sender(sender_id: str) -> str:
+    """The Telegram chat id behind a conversation id (plain chat ids pass through)."""
+    return sender_id[len(TELEGRAM_SENDER_PREFIX):] if sender_id.startswith(TELEGRAM_SENDER_PREFIX) else sender_id
+
+
 class TelegramOutput(OutputChannel):
     """Sends Rasa's replies through the Bot API as plain text."""
 
@@ -144,16 +151,18 @@ class TelegramOutput(OutputChannel):
         self.bot = bot
 
     async def send_text_message(self, recipient_id: Text, text: Text, **kwargs: Any) -> None:
+        chat_id = chat_of_sender(recipient_id)
         for piece in split_text(text):
-            await self.bot.send_message(recipient_id, piece)
+            await self.bot.send_message(chat_id, piece)
 
     async def send_text_with_buttons(
         self, recipient_id: Text, text: Text, buttons: List[Dict[Text, Any]], **kwargs: Any
     ) -> None:
+        chat_id = chat_of_sender(recipient_id)
         pieces = split_text(text or "") or [EMPTY_TEXT_WITH_BUTTONS]
         for piece in pieces[:-1]:
-            await self.bot.send_message(recipient_id, piece)
-        await self.bot.send_message(recipient_id, pieces[-1], reply_markup=inline_keyboard(buttons))
+            await self.bot.send_message(chat_id, piece)
+        await self.bot.send_message(chat_id, pieces[-1], reply_markup=inline_keyboard(buttons))
 
     async def close(self) -> None:
         session = self.bot._session  # aiogram creates it lazily; close only what exists
@@ -304,10 +313,10 @@ class TelegramInput(InputChannel):
                 logger.warning("Telegram: answerCallbackQuery failed: %s", error)
         try:
             if incoming.only_text_hint:
-                await self.output.send_text_message(str(incoming.chat_id), ONLY_TEXT_REPLY)
+                await self.output.send_text_message(str(incoming.chat_id), notices.ONLY_TEXT)
             elif incoming.text:
                 await on_new_message(UserMessage(
-                    incoming.text, self.output, str(incoming.chat_id), input_channel=self.name(),
+                    incoming.text, self.output, sender_of_chat(incoming.chat_id), input_channel=self.name(),
                 ))
         except Exception:  # noqa: BLE001 - a 5xx would make Telegram resend the update for hours
             logger.exception("Telegram: handling an update failed")

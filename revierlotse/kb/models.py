@@ -99,7 +99,8 @@ def make_engine(url: str) -> Engine:
         from pathlib import Path
 
         Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    kwargs = {"future": True, "pool_pre_ping": True}
+    # hide_parameters: a failing query's error (which Rasa logs) never carries user text.
+    kwargs = {"future": True, "pool_pre_ping": True, "hide_parameters": True}
     if not url.startswith("sqlite"):
         # Fail fast when the database is down, so callers can apologise instead of hanging.
         kwargs["connect_args"] = {"connect_timeout": 3}
