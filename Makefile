@@ -13,10 +13,12 @@ export PYTHONDONTWRITEBYTECODE := 1
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
 
+# uv from PATH, or the one `python3 -m pip` installs (usable before pyenv rehashes its shims).
 $(STAMP): pyproject.toml
-	@command -v uv >/dev/null || python3 -m pip install --quiet uv
-	@test -x $(PY) || uv venv --python 3.10 $(VENV)
-	uv pip install --python $(PY) -e ".[dev]"
+	@command -v uv >/dev/null || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+	@uv=$$(command -v uv || echo "python3 -m uv"); \
+	  { test -x $(PY) || $$uv venv --python 3.10 $(VENV); } && \
+	  $$uv pip install --python $(PY) -e ".[dev]"
 	@touch $(STAMP)
 
 # The website widget: rasa-webchat from npm (web/package-lock.json), served by revierlotse.web.
@@ -25,13 +27,21 @@ $(WEBCHAT): web/package.json web/package-lock.json
 	cd web && npm ci --no-audit --no-fund
 	@touch $(WEBCHAT)
 
-# Debian's Chromium for the browser tests (Playwright cannot download browsers here).
-CHROMIUM := /usr/bin/chromium
-$(CHROMIUM):
-	$(if $(filter 0,$(shell id -u)),,sudo )apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive $(if $(filter 0,$(shell id -u)),,sudo )apt-get install -y -qq --no-install-recommends chromium
+# Debian packages the tests use: Chromium for the browser tests (Playwright cannot
+# download browsers here) and docker-compose to validate docker-compose.yml (no Docker
+# engine runs here). Installed only when missing.
+APT_PACKAGES := chromium docker-compose
+APT_STAMP := $(VENV)/.apt-installed
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo )
+$(APT_STAMP): $(STAMP)
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  $(SUDO)apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO)apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	@touch $@
 
-install: $(STAMP) $(WEBCHAT) $(CHROMIUM) ## create the venv (uv, Python 3.10) and install everything (widget bundle, Chromium)
+install: $(STAMP) $(WEBCHAT) $(APT_STAMP) ## create the venv (uv, Python 3.10) and install everything (widget bundle, Chromium, docker-compose)
 
 kb: $(STAMP) ## load data/knowledge/ into DATABASE_URL (idempotent)
 	$(PY) -m revierlotse.kb.cli
