@@ -83,3 +83,30 @@ def test_follow_up_uses_what_the_user_said_before(bot):
     assert "4.200 bis 5.200 €" in bot.ask_text("was verdient man als einsteiger?", sender)
     reply = bot.ask_text("und mit mehr Erfahrung?", sender)
     assert "5.800 bis 7.200 €" in reply
+
+
+def test_edited_knowledge_is_answered_after_reload_without_retraining_or_restart(bot, kb_url, tmp_path):
+    import shutil
+
+    import yaml
+
+    from revierlotse.kb.loader import load_knowledge
+    from revierlotse.kb.models import make_engine
+    from revierlotse.settings import PROJECT_ROOT
+
+    original = PROJECT_ROOT / "data" / "knowledge"
+    edited = tmp_path / "knowledge"
+    shutil.copytree(original, edited)
+    path = edited / "knowledge.yml"
+    doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    next(e for e in doc["entries"] if e["id"] == "certifications-overview")["text"] = "Frisch geänderte Antwort."
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    engine = make_engine(kb_url)
+    try:
+        assert "DevOps" in bot.ask_text("welche zertifikate sind gefragt?")
+        assert load_knowledge(engine, edited).changed
+        assert "Frisch geänderte Antwort." in bot.ask_text("welche zertifikate sind gefragt?")
+    finally:
+        load_knowledge(engine, original)
+        engine.dispose()
+    assert "DevOps" in bot.ask_text("welche zertifikate sind gefragt?")
