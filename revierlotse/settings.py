@@ -34,7 +34,6 @@ class Settings:
 
     rasa_host: str = "0.0.0.0"
     rasa_port: int = 5005
-    rasa_model: str = ""
     rasa_api_enabled: bool = False
     rasa_api_token: str = ""
 
