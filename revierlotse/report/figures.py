@@ -41,14 +41,8 @@ CHANNEL_LABELS = {"socketio": WEB, "telegram": TELEGRAM, "rest": SHELL_REST, "cm
 CHANNEL_ORDER = (WEB, TELEGRAM, SHELL_REST, OTHER)
 
 
-@dataclass
-class DayFigures:
-    day: str  # ISO date in the report's time zone
-    conversations: int = 0
-    user_messages: int = 0
-    bot_messages: int = 0
-    not_understood: int = 0
-    out_of_scope: int = 0
+class _Rates:
+    """Shares of user messages, for figures with user_messages, not_understood, out_of_scope."""
 
     @property
     def not_understood_rate(self) -> float:
@@ -60,6 +54,17 @@ class DayFigures:
 
 
 @dataclass
+class DayFigures(_Rates):
+    day: str  # ISO date in the report's time zone
+    conversations: int = 0
+    user_messages: int = 0
+    bot_messages: int = 0
+    not_understood: int = 0
+    out_of_scope: int = 0
+
+
+
+@dataclass
 class Share:
     key: str
     label: str
@@ -68,7 +73,7 @@ class Share:
 
 
 @dataclass
-class ReportData:
+class ReportData(_Rates):
     """The whole report as plain data; `render` turns it into HTML, tests read it."""
 
     first_day: str
@@ -87,13 +92,6 @@ class ReportData:
     topics: List[Share] = field(default_factory=list)
     unanswered: List[QuestionGroup] = field(default_factory=list)
 
-    @property
-    def not_understood_rate(self) -> float:
-        return _rate(self.not_understood, self.user_messages)
-
-    @property
-    def out_of_scope_rate(self) -> float:
-        return _rate(self.out_of_scope, self.user_messages)
 
     def as_dict(self) -> dict:
         data = asdict(self)
