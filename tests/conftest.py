@@ -73,6 +73,22 @@ POSTGRES_TEST_URL = "postgresql://postgres@127.0.0.1:5432/test"
 REDIS_TEST_URL = "redis://127.0.0.1:6379/0"
 
 
+def postgres_admin(create_statement: str, autocommit: bool = False):
+    """An engine on the test PostgreSQL after running `create_statement` (CREATE SCHEMA,
+    CREATE DATABASE ...); skips the test, naming why, when PostgreSQL is not reachable."""
+    import sqlalchemy as sa
+
+    options = {"isolation_level": "AUTOCOMMIT"} if autocommit else {}
+    admin = sa.create_engine(POSTGRES_TEST_URL, connect_args={"connect_timeout": 3}, future=True, **options)
+    try:
+        with admin.begin() as connection:
+            connection.execute(sa.text(create_statement))
+    except sa.exc.OperationalError as error:
+        admin.dispose()
+        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_TEST_URL}: {error.orig}")
+    return admin
+
+
 @pytest.fixture
 def postgres_url():
     """A fresh schema in the test PostgreSQL (via search_path), dropped afterwards.
@@ -81,14 +97,8 @@ def postgres_url():
     """
     import sqlalchemy as sa
 
-    admin = sa.create_engine(POSTGRES_TEST_URL, connect_args={"connect_timeout": 3}, future=True)
     schema = f"test_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.begin() as connection:
-            connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    except sa.exc.OperationalError as error:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_TEST_URL}: {error.orig}")
+    admin = postgres_admin(f'CREATE SCHEMA "{schema}"')
     try:
         yield f"{POSTGRES_TEST_URL}?options=-csearch_path%3D{schema}"
     finally:

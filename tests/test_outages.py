@@ -21,7 +21,7 @@ from revierlotse.kb.models import make_engine
 from revierlotse.kb.source import apology_text
 from revierlotse.settings import PROJECT_ROOT
 from revierlotse.stack import Service, Stack
-from tests.conftest import ARTIFACTS, POSTGRES_TEST_URL, Bot, new_sender, stack_overrides
+from tests.conftest import ARTIFACTS, POSTGRES_TEST_URL, Bot, new_sender, postgres_admin, stack_overrides
 
 pytestmark = pytest.mark.e2e
 
@@ -104,15 +104,8 @@ def test_action_server_slower_than_timeout_gives_apology(bot, action_server):
 @pytest.fixture
 def outage_database() -> Iterator[str]:
     """A PostgreSQL database of its own with the knowledge base, dropped afterwards."""
-    admin = sa.create_engine(POSTGRES_TEST_URL, isolation_level="AUTOCOMMIT", future=True,
-                             connect_args={"connect_timeout": 3})
     name = f"revierlotse_outage_{uuid.uuid4().hex[:10]}"
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    except sa.exc.OperationalError as error:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL not reachable at {POSTGRES_TEST_URL}: {error.orig}")
+    admin = postgres_admin(f'CREATE DATABASE "{name}"', autocommit=True)
     url = POSTGRES_TEST_URL.rsplit("/", 1)[0] + f"/{name}"
     engine = make_engine(url)
     load_knowledge(engine, PROJECT_ROOT / "data" / "knowledge")
