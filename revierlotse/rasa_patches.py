@@ -19,6 +19,24 @@ def apply() -> None:
     apologise_when_actions_fail()
     validate_action_responses_with_prebuilt_validator()
     resolve_event_types_from_a_cache()
+    hide_version_on_root_route()
+
+
+def hide_version_on_root_route() -> None:
+    """`GET /` says the server is up without telling a scanner which Rasa version runs.
+
+    Stock Rasa answers "Hello from Rasa: 3.6.21". `rasa.server.add_root_route` is looked
+    up at call time by both app factories (with and without the HTTP API).
+    """
+    import rasa.server
+    from sanic import response
+
+    def add_root_route(app) -> None:
+        @app.get("/")
+        async def hello(request):
+            return response.text("Revierlotse is running.")
+
+    rasa.server.add_root_route = add_root_route
 
 
 def resolve_event_types_from_a_cache() -> None:

@@ -37,3 +37,13 @@ def test_events_still_round_trip_through_dicts():
     original = [events.UserUttered("Gehalt?", {"name": "ask_salary", "confidence": 0.9}),
                 events.SlotSet("level", "entry"), events.ActionExecuted("action_answer_topic")]
     assert [events.Event.from_parameters(e.as_dict()) for e in original] == original
+
+
+@pytest.mark.e2e
+def test_root_route_does_not_disclose_the_rasa_version(bot):
+    import urllib.request
+
+    with urllib.request.urlopen(f"{bot.url}/", timeout=10) as resp:
+        body = resp.read().decode()
+    assert resp.status == 200 and body == "Revierlotse is running."
+    assert "3.6" not in body and "Rasa" not in body
