@@ -112,9 +112,10 @@ def keep_log_level_after_model_load() -> None:
     INFO line (Rasa's "server is up" and our turn log included).
     """
     import logging
-    import os
 
     import rasa.core.agent
+
+    from revierlotse.settings import get_settings
 
     load_agent = rasa.core.agent.load_agent
 
@@ -122,7 +123,7 @@ def keep_log_level_after_model_load() -> None:
         try:
             return await load_agent(*args, **kwargs)
         finally:
-            logging.getLogger().setLevel(os.environ.get("LOG_LEVEL", "INFO").upper())
+            logging.getLogger().setLevel(get_settings().log_level.upper())
 
     rasa.core.agent.load_agent = load_agent_keeping_log_level
 
