@@ -130,6 +130,27 @@ def test_edited_answer_is_served_after_reload_without_restart(engine, source_cop
     assert before != after and after.startswith("Geänderte Antwort")
 
 
+def test_one_shared_instance_per_url_reads_the_tables_once_and_still_sees_reloads(tmp_path, source_copy):
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    engine = make_engine(url)
+    load_knowledge(engine, source_copy)
+    kb = KnowledgeBase.from_url(url)
+    assert KnowledgeBase.from_url(url) is kb  # actions ask per call: no re-read per call
+    kb.answer("certifications")
+    snapshot = kb._snapshot
+    kb.answer("salary")
+    assert kb._snapshot is snapshot  # unchanged content: the snapshot is reused
+
+    def change(doc):
+        entry = next(e for e in doc["entries"] if e["id"] == "certifications-overview")
+        entry["text"] = "Geänderte Antwort zu Zertifikaten."
+
+    edit_source(source_copy, change)
+    assert load_knowledge(engine, source_copy).changed
+    assert KnowledgeBase.from_url(url).answer("certifications").text.startswith("Geänderte Antwort")
+    engine.dispose()
+
+
 @pytest.mark.parametrize(
     "change, message",
     [

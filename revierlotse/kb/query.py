@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from sqlalchemy import select
@@ -96,7 +97,11 @@ class KnowledgeBase:
 
     @classmethod
     def from_url(cls, url: str) -> "KnowledgeBase":
-        return cls(engine_for(url))
+        """The shared instance for `url`: one engine, one snapshot per process.
+
+        A new instance per call would re-read every table on its first question.
+        """
+        return _shared_instance(url)
 
     # -- loading ---------------------------------------------------------------
     def _current(self) -> _Snapshot:
@@ -239,3 +244,8 @@ class KnowledgeBase:
             entry_ids=tuple(e.id for e in parts),
             qualifiers=shaped_by,
         )
+
+
+@lru_cache(maxsize=8)
+def _shared_instance(url: str) -> KnowledgeBase:
+    return KnowledgeBase(engine_for(url))
