@@ -1,12 +1,16 @@
-"""Revierlotse's fixes to Rasa keep Rasa's behaviour (here: event type lookup)."""
+"""Revierlotse's fixes to Rasa keep Rasa's behaviour (event type lookup, root route, import order)."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
 
 import pytest
 from rasa.shared.core import events
 from rasa.shared.utils.common import all_subclasses
 
 from revierlotse import rasa_patches
+from revierlotse.settings import PROJECT_ROOT
 
 
 def rasa_lookup(type_name):
@@ -47,3 +51,26 @@ def test_root_route_does_not_disclose_the_rasa_version(bot):
         body = resp.read().decode()
     assert resp.status == 200 and body == "Revierlotse is running."
     assert "3.6" not in body and "Rasa" not in body
+
+
+def test_skops_is_imported_before_tensorflow_so_its_module_scan_stays_small():
+    # A fresh interpreter that stops at the first attempt to import TensorFlow and
+    # reports whether skops was already there.
+    code = (
+        "import sys\n"
+        "class ReachedTensorFlow(Exception): pass\n"
+        "class Stop:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'tensorflow':\n"
+        "            raise ReachedTensorFlow('skops.io' in sys.modules)\n"
+        "sys.meta_path.insert(0, Stop())\n"
+        "from revierlotse import rasa_patches\n"
+        "try:\n"
+        "    rasa_patches.apply()\n"
+        "except ReachedTensorFlow as reached:\n"
+        "    print('skops first' if reached.args[0] else 'tensorflow first')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          cwd=PROJECT_ROOT)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "skops first"
