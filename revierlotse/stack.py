@@ -19,7 +19,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 from revierlotse.settings import PROJECT_ROOT, Settings, load_settings
 
@@ -135,25 +135,43 @@ class Stack:
     def __init__(self, services: List[Service], ready_timeout: float = 180.0) -> None:
         self.services = services
         self.ready_timeout = ready_timeout
+        self.rasa_urls: List[str] = []
 
     @classmethod
     def default(cls, model: Path, overrides: Optional[Dict[str, str]] = None,
                 log_dir: Optional[Path] = None, extra_services: List[Service] = (),
-                web: bool = False) -> "Stack":
-        """Action server + Rasa server (+ the web page with `web`) with `overrides` on top of the environment/.env."""
+                web: bool = False, replica_ports: Sequence[int] = ()) -> "Stack":
+        """Action server + Rasa server (+ the web page with `web`) with `overrides` on top of the environment/.env.
+
+        Every port in `replica_ports` adds another Rasa server (a replica: same model,
+        database and lock store; more than one needs REDIS_URL).
+        """
         overrides = dict(overrides or {})
-        settings = load_settings({**_dotenv_and_environ(), **overrides})
+        base = {**_dotenv_and_environ(), **overrides}
+        settings = load_settings(base)
         env = {**settings_env(settings), **overrides}
         if log_dir:
             log_dir.mkdir(parents=True, exist_ok=True)
+        replicas = []
+        for number, port in enumerate(replica_ports, start=2):
+            replica = load_settings({**base, "RASA_PORT": str(port)})
+            service = rasa_server(replica, model, {**env, "RASA_PORT": str(port)}, log_dir)
+            service.name = f"rasa server {number}"
+            replicas.append((service, replica.rasa_url))
         stack = cls([action_server(settings, env, log_dir), rasa_server(settings, model, env, log_dir),
+                     *(service for service, _ in replicas),
                      *([web_server(settings, env, log_dir)] if web else []), *extra_services])
         stack.settings = settings
+        stack.rasa_urls = [settings.rasa_url, *(url for _, url in replicas)]
         return stack
 
     @property
     def rasa_url(self) -> str:
         return self.settings.rasa_url
+
+    def rasa_services(self) -> List[Service]:
+        """The Rasa server and its replicas."""
+        return [s for s in self.services if s.name.startswith("rasa server")]
 
     @property
     def web_url(self) -> str:

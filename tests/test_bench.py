@@ -16,7 +16,7 @@ from aiohttp import web
 
 from revierlotse.bench.loadgen import LoadResult, Sample, closed_loop, percentile
 from revierlotse.bench.runner import (comparison_rows, cpu_seconds, heldout_questions, markdown_table, plot, rss_mb,
-                                      target_check)
+                                      table_header, target_check, text_table)
 
 
 class FakeBot:
@@ -97,6 +97,24 @@ def test_a_virtual_user_starts_a_new_conversation_after_the_given_turns():
     assert list(per_sender.values())[0] == ["a", "b", "c"]
 
 
+def test_with_several_urls_each_user_sticks_to_one_replica_and_users_are_spread_evenly():
+    first, second = FakeBot(), FakeBot()
+
+    async def main() -> LoadResult:
+        (runner_a, url_a), (runner_b, url_b) = await serve(first), await serve(second)
+        try:
+            return await closed_loop([url_a, url_b], ["Hallo"], 4, 0.3, turns_per_conversation=None)
+        finally:
+            await runner_a.cleanup()
+            await runner_b.cleanup()
+
+    result = asyncio.run(main())
+    assert result.errors == 0 and len(result.samples) == len(first.received) + len(second.received)
+    senders_a = {m["sender"] for m in first.received}
+    senders_b = {m["sender"] for m in second.received}
+    assert len(senders_a) == len(senders_b) == 2 and not senders_a & senders_b
+
+
 def test_server_errors_and_empty_replies_count_as_errors_not_latencies():
     bot = FakeBot(fail_every=2)
     result = load_against(bot, ["Hallo", "schweigen"], users=1, turns_per_conversation=None)
@@ -173,18 +191,29 @@ def _fake_result(tput: float, p95: float) -> dict:
     }
 
 
-def test_report_compares_both_configs_and_checks_targets(tmp_path: Path):
-    ours, stock = _fake_result(tput=40.0, p95=100.0), _fake_result(tput=10.0, p95=400.0)
-    rows = comparison_rows(ours, stock)
+def test_report_compares_all_contenders_and_checks_targets(tmp_path: Path):
+    results = {"revierlotse": _fake_result(tput=40.0, p95=100.0), "stock": _fake_result(tput=10.0, p95=400.0),
+               "stock-our-serving": _fake_result(tput=20.0, p95=200.0)}
+    results["revierlotse"]["serving"] = {"replicas": 2}
+    header, rows = table_header(results), comparison_rows(results)
+    assert header == ["metric", "revierlotse", "stock (Rasa as shipped)", "stock config, our serving",
+                      "ours vs stock (Rasa as shipped)", "ours vs stock config, our serving"]
     by_metric = {r[0]: r for r in rows}
-    assert by_metric["10 users: throughput (msg/s)"][3] == "4.0x"
-    assert by_metric["10 users: p95 (ms)"][3] == "4.0x"
-    assert by_metric["10 users: CPU per reply (ms)"][1:] == ["27.0", "102.0", "3.8x"]
-    assert markdown_table(rows).count("\n") == len(rows) + 1
-    checks = {c["target"]: c for c in target_check(ours, stock)}
+    assert all(len(r) == len(header) for r in rows)
+    assert by_metric["10 users: throughput (msg/s)"][1:] == ["80.0", "20.0", "40.0", "4.0x", "2.0x"]
+    assert by_metric["10 users: p95 (ms)"][4:] == ["4.0x", "2.0x"]
+    assert by_metric["10 users: CPU per reply (ms)"][1:3] == ["27.0", "102.0"]
+    assert by_metric["Rasa replicas"][1:4] == ["2", "-", "-"]
+    assert markdown_table(header, rows).count("\n") == len(rows) + 1
+    assert "stock config, our serving" in text_table(header, rows).splitlines()[0]
+    checks = {c["target"]: c for c in target_check(results)}
     assert checks["p95 at 10 users (ms)"]["met"] is True
-    assert checks["throughput at 10 users vs stock"]["value"] == 4.0
-    plot({"revierlotse": ours, "stock": stock}, tmp_path / "bench.png")
+    assert checks["throughput at 10 users vs stock (Rasa as shipped)"]["value"] == 4.0
+    assert checks["throughput at 10 users vs stock config, our serving"]["value"] == 2.0
+    two = {k: results[k] for k in ("revierlotse", "stock")}  # `--only`-style partial runs still report
+    assert len(table_header(two)) == len(comparison_rows(two)[0]) == 4
+    assert target_check(two)[2]["value"] is None
+    plot(results, tmp_path / "bench.png")
     assert (tmp_path / "bench.png").read_bytes()[:4] == b"\x89PNG"
     json.dumps({"rows": rows, "checks": list(checks.values())})  # JSON-serialisable
 

@@ -12,6 +12,9 @@ real chats are short and Rasa's tracker handling grows with the conversation.
 
 `check(status, body)` decides whether a reply counts as a success; the default wants
 HTTP 200 and a non-empty JSON list (the bot said something).
+
+`url` may also be a list of URLs (replicas of one bot): user i always talks to
+url[i % len(url)], as a sticky load balancer would spread them.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import math
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 import aiohttp
 
@@ -89,7 +92,7 @@ class LoadResult:
 
 
 async def closed_loop(
-    url: str,
+    url: Union[str, Sequence[str]],
     messages: Sequence[str],
     users: int,
     duration_s: float,
@@ -104,6 +107,7 @@ async def closed_loop(
     """Run `users` closed-loop virtual users against `url` for `duration_s` seconds."""
     if users < 1 or not messages:
         raise ValueError("need at least one user and one message")
+    urls = [url] if isinstance(url, str) else list(url)
     run_id = uuid.uuid4().hex[:8]
     own_session = session is None
     if own_session:
@@ -116,6 +120,7 @@ async def closed_loop(
     deadline = t0 + duration_s
 
     async def virtual_user(index: int) -> None:
+        target = urls[index % len(urls)]
         turn = 0
         conversation = 0
         # Users start at different places in the message list, so the mix is spread.
@@ -129,7 +134,7 @@ async def closed_loop(
             turn += 1
             started = time.perf_counter()
             try:
-                async with session.post(url, json={"sender": sender, "message": text}) as resp:
+                async with session.post(target, json={"sender": sender, "message": text}) as resp:
                     body = await resp.json(content_type=None)
                     ok, error = check(resp.status, body), ("" if resp.status == 200 else f"HTTP {resp.status}")
                     if not ok and not error:
@@ -149,6 +154,6 @@ async def closed_loop(
     return LoadResult(users=users, duration_s=time.perf_counter() - t0, samples=samples)
 
 
-def run_load(url: str, messages: Sequence[str], users: int, duration_s: float, **kwargs: Any) -> LoadResult:
+def run_load(url: Union[str, Sequence[str]], messages: Sequence[str], users: int, duration_s: float, **kwargs: Any) -> LoadResult:
     """Synchronous wrapper around `closed_loop` (runs its own event loop)."""
     return asyncio.run(closed_loop(url, messages, users, duration_s, **kwargs))

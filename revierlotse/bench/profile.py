@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 from revierlotse.bench.loadgen import run_load
-from revierlotse.bench.runner import LOGS, RESULTS, cpu_seconds, free_port, heldout_questions, knowledge_db
+from revierlotse.bench.runner import (LOGS, RESULTS, UNPATCHED_RASA, cpu_seconds, free_port, heldout_questions,
+                                      knowledge_db)
 from revierlotse.settings import PROJECT_ROOT
 
 # Stage -> substrings of a frame ("function (file:line)"); a sample counts for every stage
@@ -41,12 +42,6 @@ STAGES: Dict[str, Tuple[str, ...]] = {
     "logging": ("logging/__init__.py",),
 }
 
-
-# Like `python -m revierlotse.launch rasa ...` but without applying rasa_patches.
-UNPATCHED_RASA = (
-    "import sys; from revierlotse.launch import export_environment; export_environment(); "
-    "from rasa.__main__ import main; sys.argv = ['rasa', *sys.argv[1:]]; main()"
-)
 
 
 def py_spy() -> str:

@@ -1,10 +1,20 @@
 """`make bench`: Revierlotse (config.yml) against Rasa's stock configuration, in one run.
 
-For each configuration: a fresh training (empty Rasa cache, timed), a stack of its own
-(action server + Rasa server on free ports, its own SQLite knowledge base), the time
-from process start to ready, the time of the first reply, resident memory after a
-warm-up, and REST latency (p50/p95/p99) and throughput for closed-loop users at each
-concurrency level, with German questions from the held-out NLU set.
+Three contenders, each on a stack of its own (action server + Rasa on free ports, its own
+SQLite knowledge base and tracker store, the same endpoints.yml):
+
+- revierlotse: our config, served the way we deploy it: Rasa with revierlotse's patches,
+  one Rasa replica per CPU core, Redis locks, users spread over the replicas by sender
+  (sticky, as the nginx proxy of docker-compose.yml does);
+- stock: `rasa init`'s config on Rasa 3.6.21 as shipped: no patches, one process;
+- stock-our-serving: the same stock model served like revierlotse, to tell what the
+  configuration does from what the serving does.
+
+Per configuration: a fresh training (empty Rasa cache, timed; the stock model is trained
+once for both stock contenders). Per contender: the time from process start to ready,
+the first reply, resident memory after a warm-up, and REST latency (p50/p95/p99),
+throughput and CPU per reply for closed-loop users at each concurrency level, with
+German questions from the held-out NLU set.
 
 Writes results/bench-<time>.json, results/bench-<time>.png and results/bench-latest.*
 (JSON, PNG, Markdown table), prints the comparison table and the target check.
@@ -45,11 +55,25 @@ TARGET_READY_S = 25.0
 
 @dataclass(frozen=True)
 class Contender:
-    label: str  # "revierlotse" or "stock"
+    label: str  # key in the results
     config: str  # config path relative to the project root
+    our_serving: bool  # rasa_patches + one replica per core (Redis locks); else Rasa as shipped
+    title: str  # column header
 
 
-CONTENDERS = (Contender("revierlotse", "config.yml"), Contender("stock", STOCK_CONFIG))
+CONTENDERS = (
+    Contender("revierlotse", "config.yml", True, "revierlotse"),
+    Contender("stock", STOCK_CONFIG, False, "stock (Rasa as shipped)"),
+    Contender("stock-our-serving", STOCK_CONFIG, True, "stock config, our serving"),
+)
+BASELINES = ("stock", "stock-our-serving")  # ratios: revierlotse against each
+
+# `python -m revierlotse.launch rasa ...` without revierlotse.rasa_patches: Rasa as shipped.
+UNPATCHED_RASA = (
+    "import sys; from revierlotse.launch import export_environment; export_environment(); "
+    "from rasa.__main__ import main; sys.argv = ['rasa', *sys.argv[1:]]; main()"
+)
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 _ANNOTATION = re.compile(r"\[([^\]]+)\](\{[^}]*\}|\([^)]*\))")
 
@@ -175,7 +199,7 @@ def fresh_training(contender: Contender, reuse: bool) -> Dict[str, Any]:
     """
     from revierlotse.model import model_path, train
 
-    name = f"bench-{contender.label}"
+    name = "bench-stock" if contender.config == STOCK_CONFIG else f"bench-{contender.label}"
     target = model_path(contender.config, name)
     if reuse and target.exists():
         earlier = _earlier_training(target)
@@ -223,34 +247,75 @@ def first_reply_ms(url: str, text: str) -> float:
     return round((time.perf_counter() - started) * 1000.0, 1)
 
 
+def redis_for_replicas() -> Optional[str]:
+    """The Redis URL the replicas share (REDIS_URL, else the local default), if it answers."""
+    import redis
+
+    from revierlotse.settings import get_settings
+
+    url = get_settings().redis_url or DEFAULT_REDIS_URL
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=2).ping()
+    except (redis.RedisError, OSError):
+        return None
+    return url
+
+
+def serving_plan(contender: Contender) -> Dict[str, Any]:
+    """How `contender` is served: replicas, lock store, patches."""
+    if not contender.our_serving:
+        return {"replicas": 1, "patched": False, "locks": "in-process"}
+    cores = os.cpu_count() or 1
+    redis_url = redis_for_replicas() if cores > 1 else None
+    if cores > 1 and not redis_url:
+        print(f"{contender.label}: no Redis at {DEFAULT_REDIS_URL} (or REDIS_URL): one replica only",
+              file=sys.stderr)
+    replicas = cores if redis_url else 1
+    return {"replicas": replicas, "patched": True, "locks": "redis" if redis_url else "in-process",
+            "redis_url": redis_url or ""}
+
+
 def measure_serving(contender: Contender, model: Path, questions: Sequence[str], levels: Sequence[int],
                     duration_s: float, warmup_s: float, bar) -> Dict[str, Any]:
     from revierlotse.stack import Stack
 
-    result: Dict[str, Any] = {}
+    plan = serving_plan(contender)
+    result: Dict[str, Any] = {"serving": {k: v for k, v in plan.items() if k != "redis_url"}}
     with tempfile.TemporaryDirectory(prefix=f"bench-{contender.label}-") as tmp:
         overrides = {
             "DATABASE_URL": knowledge_db(Path(tmp)),
             "RASA_HOST": "127.0.0.1",
             "RASA_PORT": str(free_port()),
             "ACTION_SERVER_PORT": str(free_port()),
+            "REDIS_URL": plan.get("redis_url", ""),
             "LOG_LEVEL": "INFO",
         }
-        stack = Stack.default(model, overrides, log_dir=LOGS / contender.label)
+        stack = Stack.default(model, overrides, log_dir=LOGS / contender.label,
+                              replica_ports=[free_port() for _ in range(plan["replicas"] - 1)])
+        if not plan["patched"]:
+            rasa = stack.service("rasa server")
+            rasa.argv = [rasa.argv[0], "-c", UNPATCHED_RASA, *rasa.argv[rasa.argv.index("rasa") + 1:]]
         bar.set_postfix_str(f"{contender.label}: starting servers")
         started = time.monotonic()
         with stack:
             result["ready_s"] = round(time.monotonic() - started, 1)
-            url = f"{stack.rasa_url}/webhooks/rest/webhook"
-            result["first_reply_ms"] = first_reply_ms(url, questions[0])
+            urls = [f"{base}/webhooks/rest/webhook" for base in stack.rasa_urls]
+            result["first_reply_ms"] = first_reply_ms(urls[0], questions[0])
             bar.update(1)
 
             bar.set_postfix_str(f"{contender.label}: warm-up {warmup_s:.0f} s")
-            warm = run_load(url, questions, users=2, duration_s=warmup_s, sender_prefix="bench-warmup")
+            warm = run_load(urls, questions, users=2 * len(urls), duration_s=warmup_s, sender_prefix="bench-warmup")
             result["warmup"] = warm.summary()
-            rasa_pid = stack.service("rasa server").proc.pid
+            rasa_pids = [service.proc.pid for service in stack.rasa_services()]
             actions_pid = stack.service("action server").proc.pid
-            result["rss_mb"] = {"rasa": rss_mb(rasa_pid), "actions": rss_mb(actions_pid)}
+
+            def rasa_cpu() -> float:
+                return sum(cpu_seconds(pid) for pid in rasa_pids)
+
+            def memory() -> Dict[str, float]:
+                return {"rasa": round(sum(rss_mb(pid) for pid in rasa_pids), 1), "actions": rss_mb(actions_pid)}
+
+            result["rss_mb"] = memory()
             result["rss_mb"]["total"] = round(result["rss_mb"]["rasa"] + result["rss_mb"]["actions"], 1)
             bar.update(1)
 
@@ -263,19 +328,19 @@ def measure_serving(contender: Contender, model: Path, questions: Sequence[str],
                     if done[0] % 10 == 0:
                         bar.set_postfix_str(f"{contender.label}: {users} users, {done[0]} replies")
 
-                cpu_before = cpu_seconds(rasa_pid), cpu_seconds(actions_pid)
-                load = run_load(url, questions, users=users, duration_s=duration_s,
+                cpu_before = rasa_cpu(), cpu_seconds(actions_pid)
+                load = run_load(urls, questions, users=users, duration_s=duration_s,
                                 sender_prefix=f"bench-{users}u", on_reply=progress)
                 summary = load.summary()
                 replies = max(summary["ok"], 1)
                 summary["cpu_ms_per_msg"] = {
-                    "rasa": round(1000.0 * (cpu_seconds(rasa_pid) - cpu_before[0]) / replies, 1),
+                    "rasa": round(1000.0 * (rasa_cpu() - cpu_before[0]) / replies, 1),
                     "actions": round(1000.0 * (cpu_seconds(actions_pid) - cpu_before[1]) / replies, 1),
                 }
                 summary["loadavg_after"] = os.getloadavg()
                 result["levels"].append(summary)
                 bar.update(1)
-            result["rss_mb_after_load"] = {"rasa": rss_mb(rasa_pid), "actions": rss_mb(actions_pid)}
+            result["rss_mb_after_load"] = memory()
     return result
 
 
@@ -285,72 +350,98 @@ def _level(result: Dict[str, Any], users: int) -> Optional[Dict[str, Any]]:
     return next((lv for lv in result.get("levels", []) if lv["users"] == users), None)
 
 
-def comparison_rows(ours: Dict[str, Any], stock: Dict[str, Any]) -> List[List[str]]:
-    """Rows: metric, ours, stock, factor (>1: ours is better by that factor)."""
+def _fmt(value, digits=1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
-    def fmt(value, digits=1) -> str:
-        return "-" if value is None else f"{value:.{digits}f}"
 
-    def factor(a, b, higher_is_better=False) -> str:
-        if a in (None, 0) or b in (None, 0):
-            return "-"
-        return f"{(a / b) if higher_is_better else (b / a):.1f}x"
+def _factor(a, b, higher_is_better=False) -> str:
+    if a in (None, 0) or b in (None, 0):
+        return "-"
+    return f"{(a / b) if higher_is_better else (b / a):.1f}x"
 
-    rows = []
+
+def comparison_rows(results: Dict[str, Dict[str, Any]]) -> List[List[str]]:
+    """Rows: metric, one value per contender, then revierlotse's factor against each
+    baseline present (>1: revierlotse is better by that factor)."""
+    labels = [c.label for c in CONTENDERS if c.label in results]
+    baselines = [b for b in BASELINES if b in results]
+    ours = results["revierlotse"]
+
+    def row(metric: str, values: List[Any], digits=1, higher_is_better=False) -> List[str]:
+        mine = values[labels.index("revierlotse")]
+        factors = [_factor(mine, values[labels.index(b)], higher_is_better) for b in baselines]
+        return [metric, *(_fmt(v, digits) for v in values), *factors]
+
+    def each(get) -> List[Any]:
+        return [get(results[label]) for label in labels]
+
+    replicas = each(lambda r: r.get("serving", {}).get("replicas"))
+    rows = [["Rasa replicas", *(_fmt(v, 0) for v in replicas), *([""] * len(baselines))]]
     for key, label in (("training_s", "training, fresh (s)"), ("ready_s", "start to ready (s)"),
                        ("first_reply_ms", "first reply (ms)")):
-        rows.append([label, fmt(ours.get(key)), fmt(stock.get(key)), factor(ours.get(key), stock.get(key))])
+        rows.append(row(label, each(lambda r, key=key: r.get(key))))
     for key in ("rasa", "actions", "total"):
-        a, b = ours["rss_mb"][key], stock["rss_mb"][key]
-        rows.append([f"memory RSS {key} (MB)", fmt(a, 0), fmt(b, 0), factor(a, b)])
+        rows.append(row(f"memory RSS {key} (MB)", each(lambda r, key=key: r["rss_mb"][key]), 0))
     for lv in ours["levels"]:
-        other = _level(stock, lv["users"]) or {}
         u = lv["users"]
+        at = lambda r: _level(r, u) or {}  # noqa: E731
         for key in ("p50_ms", "p95_ms", "p99_ms"):
-            rows.append([f"{u} users: {key[:3]} (ms)", fmt(lv[key]), fmt(other.get(key)),
-                         factor(lv[key], other.get(key))])
-        rows.append([f"{u} users: throughput (msg/s)", fmt(lv["throughput_msg_s"]),
-                     fmt(other.get("throughput_msg_s")),
-                     factor(lv["throughput_msg_s"], other.get("throughput_msg_s"), higher_is_better=True)])
-        if "cpu_ms_per_msg" in lv and "cpu_ms_per_msg" in other:
-            a = lv["cpu_ms_per_msg"]["rasa"] + lv["cpu_ms_per_msg"]["actions"]
-            b = other["cpu_ms_per_msg"]["rasa"] + other["cpu_ms_per_msg"]["actions"]
-            rows.append([f"{u} users: CPU per reply (ms)", fmt(a), fmt(b), factor(a, b)])
-        rows.append([f"{u} users: errors / requests", f"{lv['errors']} / {lv['requests']}",
-                     f"{other.get('errors', '-')} / {other.get('requests', '-')}", ""])
+            rows.append(row(f"{u} users: {key[:3]} (ms)", each(lambda r, key=key: at(r).get(key))))
+        rows.append(row(f"{u} users: throughput (msg/s)", each(lambda r: at(r).get("throughput_msg_s")),
+                        higher_is_better=True))
+
+        def cpu(r) -> Optional[float]:
+            per = at(r).get("cpu_ms_per_msg")
+            return round(per["rasa"] + per["actions"], 1) if per else None
+
+        rows.append(row(f"{u} users: CPU per reply (ms)", each(cpu)))
+        rows.append([f"{u} users: errors / requests",
+                     *(f"{at(r).get('errors', '-')} / {at(r).get('requests', '-')}" for r in each(lambda r: r)),
+                     *([""] * len(baselines))])
     return rows
 
 
-HEADER = ["metric", "revierlotse", "stock", "ours better by"]
+def table_header(results: Dict[str, Dict[str, Any]]) -> List[str]:
+    titles = {c.label: c.title for c in CONTENDERS}
+    labels = [c.label for c in CONTENDERS if c.label in results]
+    return ["metric", *(titles[label] for label in labels),
+            *(f"ours vs {titles[b]}" for b in BASELINES if b in results)]
 
 
-def text_table(rows: List[List[str]]) -> str:
-    widths = [max(len(r[i]) for r in [HEADER, *rows]) for i in range(4)]
+def text_table(header: List[str], rows: List[List[str]]) -> str:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     line = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
-    return "\n".join([line(HEADER), "  ".join("-" * w for w in widths), *map(line, rows)])
+    return "\n".join([line(header), "  ".join("-" * w for w in widths), *map(line, rows)])
 
 
-def markdown_table(rows: List[List[str]]) -> str:
-    out = ["| " + " | ".join(HEADER) + " |", "|---|---:|---:|---:|"]
+def markdown_table(header: List[str], rows: List[List[str]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1) + "|"]
     out += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(out)
 
 
-def target_check(ours: Dict[str, Any], stock: Optional[Dict[str, Any]]) -> List[Dict[str, Any]]:
+def target_check(results: Dict[str, Dict[str, Any]]) -> List[Dict[str, Any]]:
+    ours = results["revierlotse"]
     at10 = _level(ours, 10) or {}
-    stock10 = _level(stock, 10) if stock else None
     checks = [
         ("p95 at 10 users (ms)", at10.get("p95_ms"), f"<= {TARGET_P95_MS_AT_10:.0f}",
          at10.get("p95_ms") is not None and at10["p95_ms"] <= TARGET_P95_MS_AT_10),
-        ("throughput at 10 users vs stock", None, f">= {TARGET_THROUGHPUT_FACTOR_AT_10:.0f}x", None),
+    ]
+    titles = {c.label: c.title for c in CONTENDERS}
+    for baseline in BASELINES:
+        other10 = _level(results[baseline], 10) if baseline in results else None
+        ratio, met = None, None
+        if other10 and at10 and other10["throughput_msg_s"]:
+            ratio = round(at10["throughput_msg_s"] / other10["throughput_msg_s"], 2)
+            met = ratio >= TARGET_THROUGHPUT_FACTOR_AT_10
+        checks.append((f"throughput at 10 users vs {titles[baseline]}", ratio,
+                       f">= {TARGET_THROUGHPUT_FACTOR_AT_10:.0f}x", met))
+    checks += [
         ("training, fresh (s)", ours.get("training_s"), f"<= {TARGET_TRAINING_S:.0f}",
          ours.get("training_s") is not None and ours["training_s"] <= TARGET_TRAINING_S),
         ("start to ready (s)", ours.get("ready_s"), f"<= {TARGET_READY_S:.0f}",
          ours.get("ready_s") is not None and ours["ready_s"] <= TARGET_READY_S),
     ]
-    if stock10 and at10 and stock10["throughput_msg_s"]:
-        ratio = round(at10["throughput_msg_s"] / stock10["throughput_msg_s"], 2)
-        checks[1] = (checks[1][0], ratio, checks[1][2], ratio >= TARGET_THROUGHPUT_FACTOR_AT_10)
     return [{"target": n, "value": v, "goal": g, "met": m} for n, v, g, m in checks]
 
 
@@ -361,7 +452,7 @@ def plot(results: Dict[str, Dict[str, Any]], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (lat_ax, tput_ax) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for (label, result), color in zip(results.items(), ("tab:blue", "tab:orange")):
+    for (label, result), color in zip(results.items(), ("tab:blue", "tab:orange", "tab:green")):
         users = [lv["users"] for lv in result["levels"]]
         for key, style in (("p50_ms", "-o"), ("p95_ms", "--s"), ("p99_ms", ":^")):
             lat_ax.plot(users, [lv[key] for lv in result["levels"]], style, color=color,
@@ -374,7 +465,7 @@ def plot(results: Dict[str, Dict[str, Any]], path: Path) -> None:
         ax.set_xticks(sorted({lv["users"] for r in results.values() for lv in r["levels"]}))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle("Revierlotse vs Rasa stock config (closed loop, loopback, 2 cores)")
+    fig.suptitle(f"Revierlotse vs Rasa stock config (closed loop, loopback, {os.cpu_count()} cores)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -410,32 +501,35 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
                      "turns_per_conversation": 10},
         "results": {},
     }
-    steps = len(contenders) * (3 + len(levels))
+    steps = len({c.config for c in contenders}) + len(contenders) * (2 + len(levels))
+    trainings: Dict[str, Dict[str, Any]] = {}
     # The bar writes to a copy of stderr, so it survives the redirect during training.
     bar_file = os.fdopen(os.dup(2), "w")
     with tqdm(total=steps, desc="bench", unit="step", file=bar_file, dynamic_ncols=True) as bar:
         for contender in contenders:
-            bar.set_postfix_str(f"{contender.label}: training (log: {LOGS.relative_to(PROJECT_ROOT)})")
-            training = fresh_training(contender, args.reuse_models)
-            bar.update(1)
+            if contender.config not in trainings:
+                bar.set_postfix_str(f"{contender.label}: training (log: {LOGS.relative_to(PROJECT_ROOT)})")
+                trainings[contender.config] = fresh_training(contender, args.reuse_models)
+                bar.update(1)
+            training = trainings[contender.config]
             serving = measure_serving(contender, Path(training["model"]), questions, levels,
                                       args.duration, args.warmup, bar)
             run["results"][contender.label] = {"config": contender.config, **training, **serving}
     run["loadavg_end"] = os.getloadavg()
 
-    ours, stock = run["results"].get("revierlotse"), run["results"].get("stock")
+    results = run["results"]
     args.out.mkdir(parents=True, exist_ok=True)
-    if ours and stock:
-        rows = comparison_rows(ours, stock)
-        run["table_markdown"] = markdown_table(rows)
-        print("\n" + text_table(rows))
+    if "revierlotse" in results and any(b in results for b in BASELINES):
+        header, rows = table_header(results), comparison_rows(results)
+        run["table_markdown"] = markdown_table(header, rows)
+        print("\n" + text_table(header, rows))
         (args.out / "bench-latest.md").write_text(run["table_markdown"] + "\n")
-    if ours:
-        run["targets"] = target_check(ours, stock)
+    if "revierlotse" in results:
+        run["targets"] = target_check(results)
         print("\ntargets (this machine):")
         for t in run["targets"]:
             mark = {True: "met", False: "MISSED", None: "n/a"}[t["met"]]
-            print(f"  {t['target']:<34} {str(t['value']):>8}  goal {t['goal']:<8} {mark}")
+            print(f"  {t['target']:<52} {str(t['value']):>8}  goal {t['goal']:<8} {mark}")
     print(f"\nloadavg at start {run['loadavg_start']}, at end {run['loadavg_end']} ({os.cpu_count()} cores)")
 
     json_path, png_path = args.out / f"bench-{stamp}.json", args.out / f"bench-{stamp}.png"
