@@ -20,7 +20,8 @@ import sqlalchemy as sa
 from rasa.core.lock_store import InMemoryLockStore, LockError, LockStore
 from rasa.core.utils import read_endpoints_from_path
 from rasa.shared.core.domain import Domain
-from rasa.shared.core.events import ActionExecuted, BotUttered, SlotSet, UserUttered
+from rasa.core.tracker_store import SQLTrackerStore
+from rasa.shared.core.events import ActionExecuted, BotUttered, SessionStarted, SlotSet, UserUttered
 from rasa.shared.core.trackers import DialogueStateTracker
 
 from revierlotse.kb.loader import load_knowledge
@@ -67,6 +68,53 @@ def test_tracker_store_keeps_conversation_and_slots_across_instances(database_ur
     second.engine.dispose()
     assert [e.text for e in restored.events if isinstance(e, UserUttered)] == ["ich bin Einsteiger"]
     assert any(isinstance(e, SlotSet) and e.key == "level" and e.value == "entry" for e in restored.events)
+
+
+class RasasOwnQueries(DatabaseTrackerStore):
+    """Our engine, but Rasa's SQLTrackerStore queries and save (the reference)."""
+
+    _retrieve = SQLTrackerStore._retrieve
+    save = SQLTrackerStore.save
+
+
+def test_tracker_store_reads_and_writes_exactly_what_rasas_sql_store_does(database_url):
+    """Session boundaries, slots, saves of loaded and of new trackers: same rows, same trackers."""
+    sender = new_sender()
+    ours = DatabaseTrackerStore(domain=Domain.empty(), host=database_url)
+    rasa = RasasOwnQueries(domain=Domain.empty(), host=database_url)
+    t0 = time.time() - 1000
+    first_session = [ActionExecuted("action_session_start", timestamp=t0), SessionStarted(timestamp=t0),
+                     ActionExecuted("action_listen", timestamp=t0), UserUttered("hallo", timestamp=t0 + 1),
+                     SlotSet("level", "entry", timestamp=t0 + 1), ActionExecuted("action_listen", timestamp=t0 + 2)]
+    asyncio.run(ours.save(DialogueStateTracker.from_events(sender, first_session)))  # new tracker: counted
+
+    loaded = asyncio.run(ours.retrieve(sender))
+    reference = asyncio.run(rasa.retrieve(sender))
+    assert [e.as_dict() for e in loaded.events] == [e.as_dict() for e in reference.events]
+    for event in [ActionExecuted("action_session_start", timestamp=t0 + 500), SessionStarted(timestamp=t0 + 500),
+                  ActionExecuted("action_listen", timestamp=t0 + 500), UserUttered("neu", timestamp=t0 + 501)]:
+        loaded.update(event)
+    asyncio.run(ours.save(loaded))  # loaded tracker: appends only what is new
+    asyncio.run(ours.save(loaded))  # saving again adds nothing
+
+    for store in (ours, rasa):  # the latest session only, as Rasa defines it
+        current = asyncio.run(store.retrieve(sender))
+        assert [e.text for e in current.events if isinstance(e, UserUttered)] == ["neu"]
+        full = asyncio.run(store.retrieve_full_tracker(sender))
+        assert [e.text for e in full.events if isinstance(e, UserUttered)] == ["hallo", "neu"]
+    with ours.engine.connect() as connection:
+        rows = connection.execute(sa.text("SELECT type_name, intent_name, action_name FROM events "
+                                          "WHERE sender_id = :s ORDER BY id"), {"s": sender}).all()
+    assert len(rows) == len(first_session) + 4
+    assert rows[2] == ("action", None, "action_listen") and rows[-1][0] == "user"
+
+    current = asyncio.run(ours.retrieve(sender))
+    current.update(BotUttered("Antwort", timestamp=t0 + 502))
+    asyncio.run(rasa.save(current))  # Rasa's own save agrees on what is missing
+    assert len(asyncio.run(ours.retrieve_full_tracker(sender)).events) == len(rows) + 1
+    assert asyncio.run(ours.retrieve("nobody-" + sender)) is None
+    ours.engine.dispose()
+    rasa.engine.dispose()
 
 
 def test_endpoints_yml_builds_our_stores(monkeypatch, tmp_path, redis_url):
