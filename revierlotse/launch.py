@@ -65,9 +65,22 @@ def run_actions(args: List[str]) -> None:
     sdk_main()
 
 
+def one_blas_thread() -> None:
+    """NumPy's OpenBLAS on one thread (unless the operator set it).
+
+    Per message the math is tiny (one sentence, a few small matrix products); with the
+    default of one OpenBLAS thread per core, the extra threads spin-wait and take CPU
+    from the server's other requests: a Rasa server at 10 users used 44 ms of CPU per
+    reply with it and 23 ms without. Must run before NumPy is imported. TensorFlow does
+    not use OpenBLAS, so the stock pipeline is unaffected.
+    """
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+
 def main() -> None:
     if len(sys.argv) < 2 or sys.argv[1] not in {"rasa", "actions"}:
         sys.exit("usage: python -m revierlotse.launch rasa ARGS... | actions [ARGS...]")
+    one_blas_thread()
     (run_rasa if sys.argv[1] == "rasa" else run_actions)(sys.argv[2:])
 
 

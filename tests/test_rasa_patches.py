@@ -1,7 +1,8 @@
-"""Revierlotse's fixes to Rasa keep Rasa's behaviour (event type lookup, root route, import order)."""
+"""Revierlotse's fixes to Rasa keep Rasa's behaviour (event type lookup, root route, import order, threads)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -74,3 +75,14 @@ def test_skops_is_imported_before_tensorflow_so_its_module_scan_stays_small():
                           cwd=PROJECT_ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "skops first"
+
+
+def test_launcher_runs_numpy_on_one_blas_thread_unless_the_operator_chose(monkeypatch):
+    from revierlotse import launch
+
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+    launch.one_blas_thread()
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "1"
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "4")
+    launch.one_blas_thread()
+    assert os.environ["OPENBLAS_NUM_THREADS"] == "4"
