@@ -54,27 +54,27 @@ def test_root_route_does_not_disclose_the_rasa_version(bot):
     assert "3.6" not in body and "Rasa" not in body
 
 
-def test_skops_is_imported_before_tensorflow_so_its_module_scan_stays_small():
-    # A fresh interpreter that stops at the first attempt to import TensorFlow and
-    # reports whether skops was already there.
+def test_start_up_imports_skops_before_tensorflow_and_no_jax():
+    # A fresh interpreter: apply the patches (they import Rasa and TensorFlow), noting
+    # whether skops was there when TensorFlow's import began, and whether JAX came in.
     code = (
         "import sys\n"
-        "class ReachedTensorFlow(Exception): pass\n"
-        "class Stop:\n"
+        "seen = []\n"
+        "class Watch:\n"
         "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'tensorflow':\n"
-        "            raise ReachedTensorFlow('skops.io' in sys.modules)\n"
-        "sys.meta_path.insert(0, Stop())\n"
+        "        if name == 'tensorflow' and not seen:\n"
+        "            seen.append('skops.io' in sys.modules)\n"
+        "sys.meta_path.insert(0, Watch())\n"
         "from revierlotse import rasa_patches\n"
-        "try:\n"
-        "    rasa_patches.apply()\n"
-        "except ReachedTensorFlow as reached:\n"
-        "    print('skops first' if reached.args[0] else 'tensorflow first')\n"
+        "rasa_patches.apply()\n"
+        "tflite_util = sys.modules['tensorflow.lite.python.util']\n"
+        "print('skops first' if seen[0] else 'tensorflow first')\n"
+        "print('jax imported' if 'jax' in sys.modules else 'no jax', tflite_util._xla_computation)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
                           cwd=PROJECT_ROOT)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip().splitlines()[-1] == "skops first"
+    assert done.stdout.strip().splitlines()[-2:] == ["skops first", "no jax None"]
 
 
 def test_launcher_runs_numpy_on_one_blas_thread_unless_the_operator_chose(monkeypatch):
