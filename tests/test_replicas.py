@@ -23,8 +23,8 @@ import sqlalchemy as sa
 
 from revierlotse.kb.loader import load_knowledge
 from revierlotse.kb.models import make_engine
-from revierlotse.settings import PROJECT_ROOT, load_settings
-from revierlotse.stack import Stack, rasa_server, settings_env
+from revierlotse.settings import PROJECT_ROOT
+from revierlotse.stack import Stack
 from tests.conftest import ARTIFACTS, free_port, new_sender, post_json, stack_overrides
 
 pytestmark = pytest.mark.e2e
@@ -60,14 +60,9 @@ def replicas(model, postgres_url, redis_url):
     engine.dispose()
     log_dir = ARTIFACTS / "logs" / "replicas"
     overrides = stack_overrides(postgres_url, REDIS_URL=redis_url)
-    second = {**overrides, "RASA_PORT": str(free_port())}
-    second_settings = load_settings(second, dotenv=False)
-    log_dir.mkdir(parents=True, exist_ok=True)
-    stack = Stack.default(model, overrides, log_dir=log_dir, extra_services=[
-        rasa_server(second_settings, model, {**settings_env(second_settings), **second}, log_dir),
-    ])
+    stack = Stack.default(model, overrides, log_dir=log_dir, replica_ports=[free_port()])
     with stack:
-        yield [stack.rasa_url, second_settings.rasa_url]
+        yield stack.rasa_urls
 
 
 def send(replica_urls: List[str], message: Sent) -> Sent:

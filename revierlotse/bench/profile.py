@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 from revierlotse.bench.loadgen import run_load
-from revierlotse.bench.runner import (LOGS, RESULTS, UNPATCHED_RASA, cpu_seconds, free_port, heldout_questions,
-                                      knowledge_db)
+from revierlotse.bench.runner import (LOGS, RESULTS, cpu_seconds, free_port, heldout_questions, knowledge_db,
+                                      without_patches)
 from revierlotse.settings import PROJECT_ROOT
 
 # Stage -> substrings of a frame ("function (file:line)"); a sample counts for every stage
@@ -41,7 +41,6 @@ STAGES: Dict[str, Tuple[str, ...]] = {
     "  of which response validation (jsonschema)": ("jsonschema/",),
     "logging": ("logging/__init__.py",),
 }
-
 
 
 def py_spy() -> str:
@@ -93,8 +92,7 @@ def main(argv=None) -> None:
                      "RASA_PORT": str(free_port()), "ACTION_SERVER_PORT": str(free_port()), "LOG_LEVEL": "INFO"}
         stack = Stack.default(model, overrides, log_dir=LOGS / "profile")
         if args.unpatched:
-            rasa = stack.service("rasa server")
-            rasa.argv = [rasa.argv[0], "-c", UNPATCHED_RASA, *rasa.argv[rasa.argv.index("rasa") + 1:]]
+            without_patches(stack.service("rasa server"))
         with stack:
             url = f"{stack.rasa_url}/webhooks/rest/webhook"
             run_load(url, questions, users=2, duration_s=3)  # warm-up

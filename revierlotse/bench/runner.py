@@ -75,6 +75,11 @@ UNPATCHED_RASA = (
 )
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
+
+def without_patches(rasa) -> None:
+    """Make a Rasa server `Service` run Rasa as shipped (no revierlotse.rasa_patches)."""
+    rasa.argv = [rasa.argv[0], "-c", UNPATCHED_RASA, *rasa.argv[rasa.argv.index("rasa") + 1:]]
+
 _ANNOTATION = re.compile(r"\[([^\]]+)\](\{[^}]*\}|\([^)]*\))")
 
 
@@ -293,8 +298,7 @@ def measure_serving(contender: Contender, model: Path, questions: Sequence[str],
         stack = Stack.default(model, overrides, log_dir=LOGS / contender.label,
                               replica_ports=[free_port() for _ in range(plan["replicas"] - 1)])
         if not plan["patched"]:
-            rasa = stack.service("rasa server")
-            rasa.argv = [rasa.argv[0], "-c", UNPATCHED_RASA, *rasa.argv[rasa.argv.index("rasa") + 1:]]
+            without_patches(stack.service("rasa server"))
         bar.set_postfix_str(f"{contender.label}: starting servers")
         started = time.monotonic()
         with stack:
