@@ -14,25 +14,37 @@ import time
 from pathlib import Path
 from typing import Iterable, List
 
+import yaml
+
 from revierlotse.settings import PROJECT_ROOT
 
 TRAINING_DATA = ("data/nlu", "data/dialogue")
 TRAINING_FILES = ("config.yml", "domain.yml")
-# Code that ends up inside the model graph: a change must retrain.
+# Code that ends up inside the model graph of a config naming one of its components
+# (`revierlotse.nlu....`): a change must retrain that config's model, and only that one.
 TRAINING_CODE = ("revierlotse/nlu",)
 MODELS_DIR = PROJECT_ROOT / "models"
 
 
-def _inputs(root: Path) -> List[Path]:
+def uses_own_components(config_file: Path) -> bool:
+    """Whether the pipeline or policies of `config_file` name a revierlotse component."""
+    config = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+    names = [str(part.get("name", "")) for key in ("pipeline", "policies") for part in config.get(key) or []
+             if isinstance(part, dict)]
+    return any(name.startswith("revierlotse.") for name in names)
+
+
+def _inputs(root: Path, config: str = "config.yml") -> List[Path]:
     files: List[Path] = [root / f for f in TRAINING_FILES]
-    for folder in (*TRAINING_DATA, *TRAINING_CODE):
+    code = TRAINING_CODE if uses_own_components(root / config) else ()
+    for folder in (*TRAINING_DATA, *code):
         files += sorted(p for p in (root / folder).rglob("*") if p.is_file() and "__pycache__" not in p.parts)
     return files
 
 
 def fingerprint(root: Path = PROJECT_ROOT, config: str = "config.yml") -> str:
     digest = hashlib.sha256()
-    for path in _inputs(root):
+    for path in _inputs(root, config):
         rel = path.relative_to(root).as_posix()
         if rel == "config.yml":
             path = root / config
