@@ -23,6 +23,7 @@ def apply() -> None:
     apologise_when_actions_fail()
     validate_action_responses_with_prebuilt_validator()
     resolve_event_types_from_a_cache()
+    run_prediction_graphs_without_dask()
     hide_version_on_root_route()
 
 
@@ -74,6 +75,17 @@ def hide_version_on_root_route() -> None:
             return response.text("Revierlotse is running.")
 
     rasa.server.add_root_route = add_root_route
+
+
+def run_prediction_graphs_without_dask() -> None:
+    """Serve with `revierlotse.graph_runner.SequentialGraphRunner` (same results, no dask
+    scheduler per graph run). `MessageProcessor` looks the runner class up when it loads
+    the model; training keeps Rasa's dask runner."""
+    import rasa.core.processor
+
+    from revierlotse.graph_runner import SequentialGraphRunner
+
+    rasa.core.processor.DaskGraphRunner = SequentialGraphRunner
 
 
 def resolve_event_types_from_a_cache() -> None:
