@@ -121,13 +121,17 @@ def resolve_event_types_from_a_cache() -> None:
 
 
 def validate_action_responses_with_prebuilt_validator() -> None:
-    """Validate action server responses with one validator built at start-up.
+    """Validate action server responses with validators built at start-up.
 
     `RemoteAction._validate_action_result` calls `jsonschema.validate`, which checks the
     large response schema against its meta-schema and builds a new validator on every
-    custom action call (RASA-NOTES.md: ~80 % of the server's CPU with a light pipeline;
-    here 15 % of the samples under 10 users, 0.4 % with this patch). The validation
-    itself stays: same schema, same error (best match), same message suffix.
+    custom action call (RASA-NOTES.md: ~80 % of the server's CPU with a light pipeline).
+    And each event is checked against all 23 `oneOf` alternatives of Rasa's event schema,
+    although its "event" name (required, one `const` per alternative) admits only one:
+    1.3 ms per action call here. A response passes at once when every event matches the
+    alternative its name selects (then exactly that one matches, so `oneOf` holds);
+    anything else goes through the full schema, which decides and reports as before:
+    same schema, same error (best match), same message suffix.
     """
     from jsonschema.exceptions import best_match
     from jsonschema.validators import validator_for
@@ -137,8 +141,11 @@ def validate_action_responses_with_prebuilt_validator() -> None:
     validator_class = validator_for(schema)
     validator_class.check_schema(schema)
     validator = validator_class(schema)
+    surely_valid = events_checked_by_name(schema, validator_class)
 
     def _validate_action_result(self: RemoteAction, result) -> bool:
+        if surely_valid is not None and surely_valid(result):
+            return True
         error = best_match(validator.iter_errors(result))
         if error is None:
             return True
@@ -151,6 +158,37 @@ def validate_action_responses_with_prebuilt_validator() -> None:
         raise error
 
     RemoteAction._validate_action_result = _validate_action_result
+
+
+def events_checked_by_name(schema: dict, validator_class):
+    """A check that is True only for responses `schema` accepts, taking each event's
+    `oneOf` alternative by its "event" name; None if the schema is not shaped for that
+    (an alternative without a distinct `const` event name)."""
+    events_schema = schema["properties"]["events"]
+    event_schema = events_schema["items"]
+    if "event" not in event_schema.get("required", ()):
+        return None
+    common = {key: value for key, value in event_schema.items() if key != "oneOf"}
+    by_name = {}
+    for alternative in event_schema["oneOf"]:
+        name = alternative.get("properties", {}).get("event", {}).get("const")
+        if not isinstance(name, str) or name in by_name:
+            return None
+        by_name[name] = validator_class({**common, "allOf": [alternative]})
+    without_items = {key: value for key, value in events_schema.items() if key != "items"}
+    envelope = validator_class({**schema, "properties": {**schema["properties"], "events": without_items}})
+
+    def surely_valid(result) -> bool:
+        if not envelope.is_valid(result):
+            return False
+        for event in result.get("events") or ():
+            name = event.get("event") if isinstance(event, dict) else None
+            check = by_name.get(name) if isinstance(name, str) else None
+            if check is None or not check.is_valid(event):
+                return False
+        return True
+
+    return surely_valid
 
 
 def keep_log_level_after_model_load() -> None:

@@ -260,3 +260,81 @@ def test_patched_validation_does_not_rebuild_the_validator_per_call(remote_actio
 
     monkeypatch.setattr(jsonschema, "validate", rebuilding_validate)
     assert remote_action._validate_action_result({"events": [], "responses": []}) is True
+
+
+def event_samples():
+    """(event dict, expected by Rasa's schema) for every event type, valid and not."""
+    from rasa.shared.utils.schemas.events import EVENT_SCHEMA
+
+    names = [alt["properties"]["event"]["const"] for alt in EVENT_SCHEMA["oneOf"]]
+    required = {"slot": {"name": "topic", "value": "salary"}, "entities": {"entities": []}}
+    samples = []
+    for name in names:
+        base = {"event": name, **required.get(name, {})}
+        samples += [base, {**base, "timestamp": 1.5, "metadata": {"a": 1}}, {**base, "timestamp": "yesterday"},
+                    {**base, "metadata": []}]
+    samples += [
+        {"event": "slot", "name": "shown_entries", "value": ["a", "b"]},
+        {"event": "slot", "name": 3, "value": 1},
+        {"event": "slot", "value": 1},
+        {"event": "entities", "entities": [{"entity": "place", "value": "duisburg"}]},
+        {"event": "entities", "entities": [{"entity": "place"}]},
+        {"event": "user", "text": "hallo", "parse_data": {"intent": {"name": "greet", "confidence": 0.9},
+                                                          "entities": [], "intent_ranking": []}},
+        {"event": "user", "text": 5},
+        {"event": "user", "parse_data": {"response_selector": {"all_retrieval_intents": []}}},
+        {"event": "user", "parse_data": {"response_selector": 3}},
+        {"event": "action", "name": "action_answer_topic", "policy": None, "confidence": 1.0},
+        {"event": "action", "confidence": "high"},
+        {"event": "action", "hide_rule_turn": "yes"},
+        {"event": "bot", "text": "Glück auf!", "data": {"buttons": [{"title": "x", "payload": "/ask_salary"}]}},
+        {"event": "no_such_event"}, {"event": None}, {"event": ["slot"]}, {"name": "x"}, "slot", 7, None, [],
+    ]
+    return samples
+
+
+def test_events_checked_by_name_accepts_only_what_the_full_schema_accepts():
+    from jsonschema.validators import validator_for
+    from rasa.core.actions.action import RemoteAction
+
+    from revierlotse.rasa_patches import events_checked_by_name
+
+    schema = RemoteAction.action_response_format_spec()
+    full = validator_for(schema)(schema)
+    surely_valid = events_checked_by_name(schema, validator_for(schema))
+    assert surely_valid is not None
+    responses = [{"events": [event], "responses": []} for event in event_samples()]
+    responses += [
+        {"events": [e for e in event_samples()[:8]], "responses": [{"text": "Hallo", "buttons": []}]},
+        {"events": [], "responses": ["not an object"]}, {"events": "no list"}, {"events": None}, {},
+        {"responses": [{"text": 5}]}, [], "text", None,
+    ]
+    accepted = 0
+    for response in responses:
+        if surely_valid(response):
+            accepted += 1
+            assert full.is_valid(response), response  # never more lenient than Rasa's schema
+        elif full.is_valid(response):
+            # only shapes it cannot decide may go to the full schema
+            assert not isinstance(response, dict) or not isinstance(response.get("events"), list), response
+    assert accepted >= 50  # valid responses take the quick path
+
+
+@pytest.mark.parametrize("response", [
+    {"events": [{"event": "slot", "name": "topic"}], "responses": []},
+    {"events": [{"event": "user", "text": 5}], "responses": []},
+    {"events": [{"event": "nope"}], "responses": []},
+])
+def test_rejected_responses_get_the_same_error_as_stock_rasa(remote_action, response):
+    from jsonschema import ValidationError, validate
+    from jsonschema.exceptions import best_match
+    from jsonschema.validators import validator_for
+
+    schema = remote_action.action_response_format_spec()
+    stock = best_match(validator_for(schema)(schema).iter_errors(response))
+    with pytest.raises(ValidationError) as raised:
+        remote_action._validate_action_result(response)
+    assert raised.value.message.startswith(stock.message + ". Failed to validate Action server response")
+    assert list(raised.value.path) == list(stock.path)
+    with pytest.raises(ValidationError):
+        validate(response, schema)
