@@ -223,7 +223,9 @@ class SentenceEncoderFeaturizer(DenseFeaturizer, GraphComponent):
         return cls(config, execution_context.node_name)
 
     def process(self, messages: List[Message]) -> List[Message]:
-        todo = [m for m in messages if (m.get(TEXT) or "").strip()]
+        # Every text gets a vector, an empty one too (the classifier needs one per text;
+        # channels answer empty messages before NLU, Rasa's /model/parse API does not).
+        todo = [m for m in messages if isinstance(m.get(TEXT), str)]
         size = int(self._config["batch_size"])
         for start in range(0, len(todo), size):
             batch = todo[start:start + size]
