@@ -59,12 +59,15 @@ class KnowledgeAction(Action, ABC):
     def respond(self, dispatcher: CollectingDispatcher, tracker: Tracker, kb: KnowledgeBase) -> List[EventType]:
         """Reply through `dispatcher`; return the events to apply."""
 
+    def _respond_from_one_version(self, dispatcher: CollectingDispatcher, tracker: Tracker) -> List[EventType]:
+        return self.respond(dispatcher, tracker, knowledge_base().pinned())  # one hash check per message
+
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: Dict[Text, Any]
     ) -> List[EventType]:
         collected = CollectingDispatcher()
         try:
-            events = await asyncio.to_thread(self.respond, collected, tracker, knowledge_base())
+            events = await asyncio.to_thread(self._respond_from_one_version, collected, tracker)
         except Exception:  # noqa: BLE001 - the user must get an answer whatever failed
             logger.exception("action %s failed", self.name())
             dispatcher.utter_message(text=apology_text(get_settings().knowledge_dir))

@@ -151,6 +151,34 @@ def test_one_shared_instance_per_url_reads_the_tables_once_and_still_sees_reload
     engine.dispose()
 
 
+def test_a_pinned_view_answers_a_message_from_one_version_with_one_query(tmp_path, source_copy):
+    from sqlalchemy import event
+
+    url = f"sqlite:///{tmp_path / 'pinned.db'}"
+    engine = make_engine(url)
+    load_knowledge(engine, source_copy)
+    kb = KnowledgeBase.from_url(url)
+    kb.menu()  # snapshot read
+    statements = []
+    listener = lambda *args: statements.append(args[2])  # noqa: E731 - (conn, cursor, statement, ...)
+    event.listen(kb._sessions.kw["bind"], "before_cursor_execute", listener)
+    view = kb.pinned()
+    before = view.answer("certifications").text
+    view.has_topic("salary"), view.menu(), view.qualifier_values(), view.reply("out_of_scope")
+    assert len(statements) == 1  # the content-hash check when pinning, nothing per question
+
+    def change(doc):
+        entry = next(e for e in doc["entries"] if e["id"] == "certifications-overview")
+        entry["text"] = "Geänderte Antwort zu Zertifikaten."
+
+    edit_source(source_copy, change)
+    assert load_knowledge(engine, source_copy).changed
+    assert view.answer("certifications").text == before  # the message in flight stays on its version
+    assert kb.pinned().answer("certifications").text.startswith("Geänderte Antwort")  # the next one sees it
+    event.remove(kb._sessions.kw["bind"], "before_cursor_execute", listener)
+    engine.dispose()
+
+
 @pytest.mark.parametrize(
     "change, message",
     [

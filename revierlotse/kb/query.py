@@ -5,7 +5,9 @@
 
 Each call checks the loaded source's content hash (one small query) and rebuilds its
 in-memory snapshot only when the knowledge base was reloaded, so edits take effect on
-the next message and a database outage surfaces as `KnowledgeUnavailable`.
+the next message and a database outage surfaces as `KnowledgeUnavailable`. An action
+asks several questions per message: `kb.pinned()` checks once and answers them all
+from that one version.
 """
 
 from __future__ import annotations
@@ -102,6 +104,14 @@ class KnowledgeBase:
         A new instance per call would re-read every table on its first question.
         """
         return _shared_instance(url)
+
+    def pinned(self) -> "KnowledgeBase":
+        """This knowledge as of now: one content-hash check here, none per later question.
+
+        For one message's worth of questions (an action): fewer queries, and no answer
+        mixes two versions when the knowledge base is reloaded meanwhile.
+        """
+        return _Pinned(self._current())
 
     # -- loading ---------------------------------------------------------------
     def _current(self) -> _Snapshot:
@@ -244,6 +254,20 @@ class KnowledgeBase:
             entry_ids=tuple(e.id for e in parts),
             qualifiers=shaped_by,
         )
+
+
+class _Pinned(KnowledgeBase):
+    """A KnowledgeBase answering from one snapshot (see `KnowledgeBase.pinned`)."""
+
+    def __init__(self, snapshot: _Snapshot) -> None:  # noqa: D107 - no engine, no session
+        self._snapshot = snapshot
+        self._lock = threading.Lock()
+
+    def _current(self) -> _Snapshot:
+        return self._snapshot
+
+    def pinned(self) -> "KnowledgeBase":
+        return self
 
 
 @lru_cache(maxsize=8)
