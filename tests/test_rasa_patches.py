@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -86,3 +87,98 @@ def test_launcher_runs_numpy_on_one_blas_thread_unless_the_operator_chose(monkey
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "4")
     launch.one_blas_thread()
     assert os.environ["OPENBLAS_NUM_THREADS"] == "4"
+
+
+# --- keep_endpoint_connections_open: one session per endpoint, connections reused --------
+
+async def _count_connections_server():
+    from aiohttp import web
+
+    peers = []
+
+    async def webhook(request):
+        peers.append(request.transport.get_extra_info("peername"))
+        if (await request.json()).get("fail"):
+            return web.json_response({"error": "nope"}, status=400)
+        return web.json_response({"events": [], "responses": [{"text": "ok"}]})
+
+    app = web.Application()
+    app.router.add_post("/webhook", webhook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    return runner, port, peers
+
+
+def test_action_calls_reuse_one_connection_and_errors_stay_rasas():
+    from rasa.utils.endpoints import ClientResponseError, EndpointConfig
+
+    async def scenario():
+        runner, port, peers = await _count_connections_server()
+        endpoint = EndpointConfig(f"http://127.0.0.1:{port}/webhook")
+        try:
+            for _ in range(5):
+                assert await endpoint.request(json={"next_action": "x"}, method="post") == {
+                    "events": [], "responses": [{"text": "ok"}]}
+            with pytest.raises(ClientResponseError):
+                await endpoint.request(json={"fail": True}, method="post")
+        finally:
+            await runner.cleanup()
+        return peers
+
+    peers = asyncio.run(scenario())
+    assert len(peers) == 6 and len(set(peers)) == 1  # six calls, one TCP connection
+
+
+def test_a_restarted_or_idle_server_gets_a_fresh_connection(monkeypatch):
+    from rasa.utils.endpoints import EndpointConfig
+
+    async def scenario():
+        runner, port, peers = await _count_connections_server()
+        endpoint = EndpointConfig(f"http://127.0.0.1:{port}/webhook")
+        await endpoint.request(json={}, method="post")
+        await runner.cleanup()  # the action server goes away ...
+        from aiohttp import web
+
+        app = web.Application()
+
+        async def webhook(request):
+            return web.json_response({"events": [], "responses": []})
+
+        app.router.add_post("/webhook", webhook)
+        again = web.AppRunner(app)
+        await again.setup()
+        await web.TCPSite(again, "127.0.0.1", port).start()  # ... and comes back on its port
+        try:
+            assert await endpoint.request(json={}, method="post") == {"events": [], "responses": []}
+            await asyncio.sleep(rasa_patches.ENDPOINT_KEEPALIVE_S + 0.5)  # idle: closed by us, not the server
+            assert await endpoint.request(json={}, method="post") == {"events": [], "responses": []}
+        finally:
+            await again.cleanup()
+
+    asyncio.run(scenario())
+
+
+def test_sessions_are_closed_when_the_server_stops():
+    import rasa.core.run
+    from rasa.utils.endpoints import EndpointConfig
+
+    async def scenario():
+        runner, port, _ = await _count_connections_server()
+        endpoint = EndpointConfig(f"http://127.0.0.1:{port}/webhook")
+        await endpoint.request(json={}, method="post")
+        async with endpoint.session() as session:
+            pass
+        assert not session.closed  # shared, outlives the block
+
+        class App:
+            class ctx:
+                pass
+
+        await rasa.core.run.close_resources(App(), asyncio.get_running_loop())
+        await runner.cleanup()
+        return session
+
+    assert asyncio.run(scenario()).closed
