@@ -24,6 +24,7 @@ def apply() -> None:
     validate_action_responses_with_prebuilt_validator()
     resolve_event_types_from_a_cache()
     run_prediction_graphs_without_dask()
+    build_dialogue_states_incrementally()
     keep_endpoint_connections_open()
     hide_version_on_root_route()
 
@@ -87,6 +88,34 @@ def run_prediction_graphs_without_dask() -> None:
     from revierlotse.graph_runner import SequentialGraphRunner
 
     rasa.core.processor.DaskGraphRunner = SequentialGraphRunner
+
+
+_rasa_states_for_tracker_history = None  # Rasa's own Domain.states_for_tracker_history
+
+
+def build_dialogue_states_incrementally() -> None:
+    """Serve `Domain.states_for_tracker_history` from `revierlotse.dialogue_states`.
+
+    RulePolicy rebuilt the dialogue states from the first event three times per message
+    (replaying the whole conversation each time); now each event is replayed once per
+    conversation step. Same states, tested against Rasa's method.
+    """
+    global _rasa_states_for_tracker_history
+    from rasa.shared.core.domain import Domain
+
+    from revierlotse.dialogue_states import IncrementalStates
+
+    if _rasa_states_for_tracker_history is not None:
+        return
+    _rasa_states_for_tracker_history = Domain.states_for_tracker_history
+    incremental = IncrementalStates()
+
+    def states_for_tracker_history(self, tracker, omit_unset_slots=False, ignore_rule_only_turns=False,
+                                   rule_only_data=None):
+        return incremental.states(self, tracker, omit_unset_slots=omit_unset_slots,
+                                  ignore_rule_only_turns=ignore_rule_only_turns, rule_only_data=rule_only_data)
+
+    Domain.states_for_tracker_history = states_for_tracker_history
 
 
 # Idle connections to an endpoint (the action server) are closed after this many seconds:
