@@ -18,7 +18,7 @@ WORKDIR /app
 # Dependencies first: this layer is rebuilt only when pyproject.toml changes.
 RUN pip install --no-cache-dir uv
 COPY pyproject.toml ./
-RUN uv pip install --system --no-cache -r pyproject.toml
+RUN uv pip install --system --no-cache --compile-bytecode -r pyproject.toml
 
 COPY . .
 COPY --from=webchat /web/node_modules web/node_modules
