@@ -23,9 +23,10 @@ class SequentialGraphRunner(DaskGraphRunner):
         nodes = self._graph_schema.nodes
         inputs = inputs or {}
         results: Dict[Text, Any] = {}
-        needed = self._graph_schema.minimal_graph_schema(run_targets).nodes
-        for name, value in inputs.items():  # as DaskGraphRunner._add_inputs_to_graph
-            if isinstance(value, str) and value in needed:
+        clashing = [value for value in inputs.values() if isinstance(value, str) and value in nodes]
+        needed = self._graph_schema.minimal_graph_schema(run_targets).nodes if clashing else {}
+        for value in clashing:  # as DaskGraphRunner._add_inputs_to_graph: names of the graph run
+            if value in needed:
                 raise GraphRunError(
                     f"Input value '{value}' clashes with a node name. Make sure that none of the input "
                     f"names passed to the `run` method are the same as node names in the graph schema."
