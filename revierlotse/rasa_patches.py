@@ -97,8 +97,10 @@ def build_dialogue_states_incrementally() -> None:
     """Serve `Domain.states_for_tracker_history` from `revierlotse.dialogue_states`.
 
     RulePolicy rebuilt the dialogue states from the first event three times per message
-    (replaying the whole conversation each time); now each event is replayed once per
-    conversation step. Same states, tested against Rasa's method.
+    (replaying the whole conversation each time); now once per message, the later
+    predictions on the same tracker replaying only the events added since (the tracker is
+    loaded anew for the next message, so that one starts over). Same states, tested
+    against Rasa's method.
     """
     global _rasa_states_for_tracker_history
     from rasa.shared.core.domain import Domain
