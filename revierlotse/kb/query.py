@@ -259,9 +259,8 @@ class KnowledgeBase:
 class _Pinned(KnowledgeBase):
     """A KnowledgeBase answering from one snapshot (see `KnowledgeBase.pinned`)."""
 
-    def __init__(self, snapshot: _Snapshot) -> None:  # noqa: D107 - no engine, no session
+    def __init__(self, snapshot: _Snapshot) -> None:  # noqa: D107 - no engine, no session, no reload
         self._snapshot = snapshot
-        self._lock = threading.Lock()
 
     def _current(self) -> _Snapshot:
         return self._snapshot
