@@ -26,6 +26,7 @@ def apply() -> None:
     run_prediction_graphs_without_dask()
     build_dialogue_states_incrementally()
     keep_endpoint_connections_open()
+    copy_for_debug_logs_only_when_logged()
     hide_version_on_root_route()
 
 
@@ -88,6 +89,53 @@ def run_prediction_graphs_without_dask() -> None:
     from revierlotse.graph_runner import SequentialGraphRunner
 
     rasa.core.processor.DaskGraphRunner = SequentialGraphRunner
+
+
+class _CopyForDebugLogs:
+    """Stands in for the `copy` module inside Rasa modules that use it only to copy
+    the arguments of `structlogger.debug(...)` calls."""
+
+    def __init__(self) -> None:
+        import copy
+
+        self._copy = copy
+
+    def deepcopy(self, value, memo=None):
+        if debug_logged():
+            return self._copy.deepcopy(value, memo)
+        return value  # the debug call that receives it is a no-op
+
+    def __getattr__(self, name):
+        return getattr(self._copy, name)
+
+
+def debug_logged() -> bool:
+    """True when structlog passes debug events on (LOG_LEVEL=DEBUG)."""
+    import structlog
+
+    wrapper = structlog.get_config().get("wrapper_class")
+    debug = getattr(wrapper, "debug", None)
+    return debug is None or getattr(debug, "__name__", "") != "_nop"
+
+
+# Rasa modules whose every `copy.` use is a debug-log argument (checked by a test).
+DEBUG_LOG_COPY_MODULES = ("rasa.core.processor", "rasa.core.policies.rule_policy")
+
+
+def copy_for_debug_logs_only_when_logged() -> None:
+    """Copy debug-log arguments only when debug events are logged.
+
+    `MessageProcessor` and `RulePolicy` deep-copy events, slots and the whole dialogue
+    state history as arguments of `structlogger.debug(...)` (so the log's anonymiser
+    cannot change live objects), and Python evaluates those copies even when the
+    debug call does nothing: ~38,000 `deepcopy` calls per 400 messages. At
+    LOG_LEVEL=DEBUG the copies are made exactly as before.
+    """
+    import importlib
+
+    stand_in = _CopyForDebugLogs()
+    for name in DEBUG_LOG_COPY_MODULES:
+        importlib.import_module(name).copy = stand_in
 
 
 _rasa_states_for_tracker_history = None  # Rasa's own Domain.states_for_tracker_history

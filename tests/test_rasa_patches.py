@@ -182,3 +182,47 @@ def test_sessions_are_closed_when_the_server_stops():
         return session
 
     assert asyncio.run(scenario()).closed
+
+
+def _copy_uses_outside_debug_calls(module) -> list:
+    """`copy.` uses in `module`'s source that are not inside a `structlogger.debug(...)` call."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(module))
+    inside_debug = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and ast.unparse(node.func) == "structlogger.debug":
+            inside_debug.update(id(child) for child in ast.walk(node))
+    return [ast.unparse(node) for node in ast.walk(tree)
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "copy"
+            and id(node) not in inside_debug]
+
+
+@pytest.mark.parametrize("name", rasa_patches.DEBUG_LOG_COPY_MODULES)
+def test_modules_given_the_copy_stand_in_copy_only_for_debug_logs(name):
+    import importlib
+
+    module = importlib.import_module(name)
+    assert _copy_uses_outside_debug_calls(module) == []
+    assert isinstance(module.copy, rasa_patches._CopyForDebugLogs)
+    assert module.copy.copy is __import__("copy").copy  # everything else is the real module
+
+
+def test_debug_log_arguments_are_copied_exactly_when_debug_is_logged():
+    import logging
+
+    from rasa.core import processor
+    from rasa.utils.log_utils import configure_structlog
+
+    events_list = [events.SlotSet("level", "senior"), {"nested": ["list"]}]
+    try:
+        configure_structlog(logging.INFO)
+        assert not rasa_patches.debug_logged()
+        assert processor.copy.deepcopy(events_list) is events_list  # nobody reads it
+        configure_structlog(logging.DEBUG)
+        assert rasa_patches.debug_logged()
+        copied = processor.copy.deepcopy(events_list)
+        assert copied == events_list and copied is not events_list and copied[1] is not events_list[1]
+    finally:
+        configure_structlog(logging.INFO)
