@@ -332,7 +332,7 @@ def measure_serving(contender: Contender, model: Path, questions: Sequence[str],
                     if done[0] % 10 == 0:
                         bar.set_postfix_str(f"{contender.label}: {users} users, {done[0]} replies")
 
-                cpu_before = rasa_cpu(), cpu_seconds(actions_pid)
+                cpu_before = rasa_cpu(), cpu_seconds(actions_pid), time.process_time()
                 load = run_load(urls, questions, users=users, duration_s=duration_s,
                                 sender_prefix=f"bench-{users}u", on_reply=progress)
                 summary = load.summary()
@@ -340,6 +340,8 @@ def measure_serving(contender: Contender, model: Path, questions: Sequence[str],
                 summary["cpu_ms_per_msg"] = {
                     "rasa": round(1000.0 * (rasa_cpu() - cpu_before[0]) / replies, 1),
                     "actions": round(1000.0 * (cpu_seconds(actions_pid) - cpu_before[1]) / replies, 1),
+                    # the load generator (this process) shares the cores with the servers
+                    "load_generator": round(1000.0 * (time.process_time() - cpu_before[2]) / replies, 1),
                 }
                 summary["loadavg_after"] = os.getloadavg()
                 result["levels"].append(summary)
@@ -399,6 +401,8 @@ def comparison_rows(results: Dict[str, Dict[str, Any]]) -> List[List[str]]:
             return round(per["rasa"] + per["actions"], 1) if per else None
 
         rows.append(row(f"{u} users: CPU per reply (ms)", each(cpu)))
+        rows.append(row(f"{u} users: load generator CPU per reply (ms)",
+                        each(lambda r: (at(r).get("cpu_ms_per_msg") or {}).get("load_generator"))))
         rows.append([f"{u} users: errors / requests",
                      *(f"{at(r).get('errors', '-')} / {at(r).get('requests', '-')}" for r in each(lambda r: r)),
                      *([""] * len(baselines))])
