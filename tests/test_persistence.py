@@ -7,6 +7,7 @@ clean up after themselves.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import subprocess
@@ -135,6 +136,176 @@ def test_endpoints_yml_builds_our_stores(monkeypatch, tmp_path, redis_url):
     endpoints = read_endpoints_from_path(PROJECT_ROOT / "endpoints.yml")
     with pytest.raises(ValueError, match="REDIS_URL"):
         LockStore.create(endpoints.lock_store)
+
+
+# --- kept trackers ----------------------------------------------------------------
+
+def full_state(tracker: DialogueStateTracker, domain: Domain):
+    """Everything a turn reads from a tracker: events, slots, derived state, policy states.
+
+    As JSON data: a message parsed in this process holds its token spans as tuples, one
+    read back from the database as lists (the JSON sent to the action server is the same).
+    """
+    from rasa.shared.core.trackers import EventVerbosity
+
+    return json.loads(json.dumps({
+        "state": tracker.current_state(EventVerbosity.ALL),
+        "slots": {name: slot.value for name, slot in tracker.slots.items()},
+        "latest_message": tracker.latest_message.as_dict() if tracker.latest_message else None,
+        "latest_bot_utterance": tracker.latest_bot_utterance.as_dict() if tracker.latest_bot_utterance else None,
+        "followup_action": tracker.followup_action,
+        "latest_action": tracker.latest_action,
+        "active_loop": tracker.active_loop,
+        "paused": tracker.is_paused(),
+        "past_states": tracker.past_states(domain),
+    }))
+
+
+def turn(tracker: DialogueStateTracker, text: str, when: float) -> None:
+    tracker.update(UserUttered(text, {"name": "ask_salary", "confidence": 0.9}, timestamp=when))
+    tracker.update(SlotSet("level", "senior", timestamp=when))
+    tracker.update(ActionExecuted("action_answer_topic", timestamp=when))
+    tracker.update(BotUttered(f"Antwort auf {text}", timestamp=when))
+    tracker.update(ActionExecuted("action_listen", timestamp=when))
+
+
+@pytest.fixture
+def project_domain():
+    return Domain.load(PROJECT_ROOT / "domain.yml")
+
+
+def started_conversation(store: DatabaseTrackerStore, sender: str, when: float) -> DialogueStateTracker:
+    """A conversation as Rasa starts one, saved, then loaded back by `store`."""
+    events = [ActionExecuted("action_session_start", timestamp=when), SessionStarted(timestamp=when + 0.5),
+              ActionExecuted("action_listen", timestamp=when + 0.5)]
+    asyncio.run(store.save(DialogueStateTracker.from_events(sender, events, store.domain.slots)))
+    return asyncio.run(store.retrieve(sender))
+
+
+def test_a_saved_tracker_is_handed_out_again_only_while_its_rows_are_unchanged(database_url, project_domain):
+    sender, when = new_sender(), time.time()
+    store = DatabaseTrackerStore(domain=project_domain, host=database_url)
+    other_replica = DatabaseTrackerStore(domain=project_domain, host=database_url)
+    tracker = started_conversation(store, sender, when)
+    turn(tracker, "Was verdient man?", when + 1)
+    asyncio.run(store.save(tracker))
+    kept = asyncio.run(store.retrieve(sender))
+    assert kept is tracker  # no rows changed: the saved tracker, not a rebuild
+    fresh = asyncio.run(other_replica.retrieve(sender))
+    assert fresh is not kept and full_state(kept, project_domain) == full_state(fresh, project_domain)
+    assert asyncio.run(store.retrieve(sender)) is not kept  # handed out once: the next caller loads
+
+    # another replica answers the next message: this store sees its events
+    turn(tracker, "und als Einsteiger?", when + 2)
+    asyncio.run(store.save(tracker))
+    theirs = asyncio.run(other_replica.retrieve(sender))
+    turn(theirs, "Welche Zertifikate?", when + 3)
+    asyncio.run(other_replica.save(theirs))
+    mine = asyncio.run(store.retrieve(sender))
+    assert mine is not tracker and len(mine.events) == len(theirs.events)
+    assert full_state(mine, project_domain) == full_state(theirs, project_domain)
+
+
+def test_trackers_a_fresh_load_would_differ_from_are_not_kept(database_url, project_domain):
+    sender, when = new_sender(), time.time()
+    store = DatabaseTrackerStore(domain=project_domain, host=database_url)
+    # a conversation's first save: it includes the event before `session_started`,
+    # which a load leaves out
+    first = DialogueStateTracker.from_events(sender, [
+        ActionExecuted("action_session_start", timestamp=when), SessionStarted(timestamp=when + 0.5),
+        ActionExecuted("action_listen", timestamp=when + 0.5)], project_domain.slots)
+    asyncio.run(store.save(first))
+    loaded = asyncio.run(store.retrieve(sender))
+    assert loaded is not first and len(loaded.events) == 2
+
+    # a new session starting in a turn: the next load starts at it
+    turn(loaded, "Was verdient man?", when + 1)
+    loaded.update(ActionExecuted("action_session_start", timestamp=when + 2))
+    loaded.update(SessionStarted(timestamp=when + 3))
+    loaded.update(ActionExecuted("action_listen", timestamp=when + 3))
+    asyncio.run(store.save(loaded))
+    again = asyncio.run(store.retrieve(sender))
+    assert again is not loaded and [e.type_name for e in again.events] == ["session_started", "action"]
+
+    # a tracker built elsewhere (the HTTP API) and a tracker changed after its save
+    built = DialogueStateTracker.from_events(sender, list(again.events), project_domain.slots)
+    turn(built, "gebaut", when + 4)
+    asyncio.run(store.save(built))
+    assert asyncio.run(store.retrieve(sender)) is not built
+    changed = asyncio.run(store.retrieve(sender))
+    asyncio.run(store.save(changed))
+    turn(changed, "nicht gespeichert", when + 5)
+    assert asyncio.run(store.retrieve(sender)) is not changed
+
+
+def test_purge_new_model_and_the_bound_all_end_a_kept_tracker(database_url, project_domain, monkeypatch):
+    from revierlotse.purge import purge_conversations
+    from revierlotse.stores import tracker_store
+
+    sender, when = new_sender(), time.time() - 40 * DAY
+    store = DatabaseTrackerStore(domain=project_domain, host=database_url)
+    tracker = started_conversation(store, sender, when)
+    turn(tracker, "alt", when + 1)
+    asyncio.run(store.save(tracker))
+    assert purge_conversations(make_engine(database_url), retention_days=30) >= 1
+    assert asyncio.run(store.retrieve(sender)) is None  # purged: gone, not served from memory
+
+    tracker = started_conversation(store, sender, time.time())
+    asyncio.run(store.save(tracker))
+    store.domain = Domain.load(PROJECT_ROOT / "domain.yml")  # a new model's domain
+    reloaded = asyncio.run(store.retrieve(sender))
+    assert reloaded is not tracker and reloaded.slots["level"] is not tracker.slots["level"]
+
+    monkeypatch.setattr(tracker_store, "KEPT_TRACKERS", 3)
+    senders = [new_sender() for _ in range(5)]
+    for other in senders:
+        asyncio.run(store.save(started_conversation(store, other, time.time())))
+    assert list(store._kept) == senders[-3:]
+
+
+@pytest.mark.e2e
+def test_kept_trackers_equal_fresh_loads_through_real_turns(model, bot, tmp_path):
+    """Real turns (trained model, the running action server): after every message the
+    tracker the store keeps is the tracker a fresh load gives."""
+    from rasa.core.agent import Agent
+    from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
+    from rasa.utils.endpoints import EndpointConfig
+
+    from revierlotse import rasa_patches
+    from revierlotse.bench.runner import heldout_questions
+
+    rasa_patches.apply()
+    url = f"sqlite:///{tmp_path / 'conversations.db'}"
+    store = DatabaseTrackerStore(host=url)
+    agent = Agent.load(str(model), tracker_store=store,
+                       action_endpoint=EndpointConfig(bot.stack.settings.action_endpoint_url))
+    domain = agent.domain
+    texts = heldout_questions()[::23] + ["ich bin Einsteiger", "/restart", "Was verdient man in Essen?", "hallo"]
+    loads = []
+    from_dict = DialogueStateTracker.from_dict
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setattr(DialogueStateTracker, "from_dict",
+                        classmethod(lambda cls, *a, **k: loads.append(1) or from_dict(*a, **k)))
+    try:
+        async def talk():
+            for sender_no in range(3):
+                sender = new_sender()
+                for text in texts[sender_no::2]:
+                    out = CollectingOutputChannel()
+                    await agent.handle_message(UserMessage(text, out, sender))
+                    assert out.messages or text == "/restart"
+                    kept = store._kept.get(sender)
+                    fresh = await DatabaseTrackerStore(domain=domain, host=url).retrieve(sender)
+                    if kept is not None:
+                        assert full_state(kept[0], domain) == full_state(fresh, domain)
+                    turns.append(kept is not None)
+
+        turns: list = []
+        asyncio.run(talk())
+    finally:
+        monkeypatch.undo()
+    assert sum(turns) >= len(turns) - 6  # kept after all but a conversation's first turns
+    assert len(loads) - len(turns) <= 6  # ... and the agent then did not rebuild them
 
 
 @pytest.mark.e2e

@@ -13,6 +13,14 @@ and objects, and it skips Rasa's "how many events are stored?" count before each
 for a tracker it loaded itself: under the conversation lock, that number is the count
 it read plus what it saved since. Together that was ~15 % of the Rasa server's CPU per
 message (py-spy, 10 users).
+
+It also keeps the trackers it saved (the last `KEPT_TRACKERS`) for the conversation's
+next message. Rebuilding a tracker from its rows (JSON, events, replaying them) was the
+largest part of a load; a kept tracker is handed out again when one query shows the
+conversation's rows unchanged since the save: the same count of current-session rows,
+the same highest id and timestamp. A write by another replica, a purge or a new session
+changes that mark, and the tracker is loaded from the database as before. A kept tracker
+is handed out once (the next save keeps it again), so no two callers share one.
 """
 
 from __future__ import annotations
@@ -21,7 +29,8 @@ import itertools
 import json
 import logging
 import time
-from typing import Any, Dict, Iterator, Optional, Text
+from collections import OrderedDict
+from typing import Any, Dict, Iterator, Optional, Text, Tuple
 
 import sqlalchemy as sa
 import sqlalchemy.exc
@@ -44,6 +53,9 @@ CONNECT_TIMEOUT_SECONDS = 60.0
 # start of `tracker.events`) are in the database.
 _STORED = "_revierlotse_stored_events"
 
+# Saved trackers kept for their conversation's next message (least recently saved go first).
+KEPT_TRACKERS = 512
+
 
 def _statements(events: sa.Table) -> Dict[str, Any]:
     """Rasa's queries (SQLTrackerStore._event_query) as Core statements, built once."""
@@ -59,6 +71,12 @@ def _statements(events: sa.Table) -> Dict[str, Any]:
         "current": sa.select(events.c.data).where(current).order_by(events.c.id),
         "all": sa.select(events.c.data).where(events.c.sender_id == sender).order_by(events.c.id),
         "count": sa.select(sa.func.count()).select_from(events).where(current),
+        # what a kept tracker must still match: current-session rows, newest row
+        "mark": sa.select(
+            sa.select(sa.func.count()).select_from(events).where(current).scalar_subquery(),
+            sa.select(sa.func.max(events.c.id)).where(events.c.sender_id == sender).scalar_subquery(),
+            sa.select(sa.func.max(events.c.timestamp)).where(events.c.sender_id == sender).scalar_subquery(),
+        ),
         "insert": events.insert(),
     }
 
@@ -87,6 +105,7 @@ class DatabaseTrackerStore(SQLTrackerStore):
         self._create_table()
         self.sessionmaker = sessionmaker(bind=self.engine)
         self._sql = _statements(self.SQLEvent.__table__)
+        self._kept: "OrderedDict[Text, Tuple[DialogueStateTracker, Domain, tuple]]" = OrderedDict()
         logger.info("Conversations are stored in %r.", self.engine.url)
         # Skip SQLTrackerStore.__init__: it would build a second engine from parts.
         TrackerStore.__init__(self, domain, event_broker, **kwargs)
@@ -113,6 +132,10 @@ class DatabaseTrackerStore(SQLTrackerStore):
                         ) -> Optional[DialogueStateTracker]:
         statement = self._sql["all" if fetch_events_from_all_sessions else "current"]
         with self.engine.connect() as connection:
+            if not fetch_events_from_all_sessions:
+                tracker = self._kept_tracker(connection, sender_id)
+                if tracker is not None:
+                    return tracker
             rows = connection.execute(statement, {"sender_id": sender_id}).scalars().all()
         if not self.domain or not rows:
             return None
@@ -124,11 +147,38 @@ class DatabaseTrackerStore(SQLTrackerStore):
     async def save(self, tracker: DialogueStateTracker) -> None:
         """Append the tracker's events that the database does not have yet."""
         await self.stream_events(tracker)
+        ours = getattr(tracker, _STORED, None) is not None  # loaded or saved by this store before
         with self.engine.begin() as connection:
             rows = [self._row(tracker.sender_id, event) for event in self._unsaved_events(connection, tracker)]
             if rows:
                 connection.execute(self._sql["insert"], rows)
+            mark = tuple(connection.execute(self._sql["mark"], {"sender_id": tracker.sender_id}).one())
         setattr(tracker, _STORED, len(tracker.events))
+        self._keep(tracker, mark, ours)
+
+    def _keep(self, tracker: DialogueStateTracker, mark: tuple, ours: bool) -> None:
+        """Keep `tracker` if a fresh load would give the same events: a tracker this store
+        loaded (not one built elsewhere, e.g. by the HTTP API), whose events are exactly the
+        current session's rows (not so after a new session started in this turn: a load
+        then starts at the new session)."""
+        self._kept.pop(tracker.sender_id, None)
+        if not ours or mark[0] != len(tracker.events):
+            return
+        self._kept[tracker.sender_id] = (tracker, self.domain, mark)
+        while len(self._kept) > KEPT_TRACKERS:
+            self._kept.popitem(last=False)
+
+    def _kept_tracker(self, connection: sa.engine.Connection, sender_id: Text) -> Optional[DialogueStateTracker]:
+        """The tracker kept at the last save, if the conversation's rows are unchanged."""
+        kept = self._kept.pop(sender_id, None)
+        if kept is None:
+            return None
+        tracker, domain, mark = kept
+        if domain is not self.domain or getattr(tracker, _STORED, None) != len(tracker.events):
+            return None
+        if tuple(connection.execute(self._sql["mark"], {"sender_id": sender_id}).one()) != mark:
+            return None
+        return tracker
 
     def _unsaved_events(self, connection: sa.engine.Connection, tracker: DialogueStateTracker) -> Iterator:
         stored = getattr(tracker, _STORED, None)
