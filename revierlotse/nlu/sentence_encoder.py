@@ -8,7 +8,8 @@ Each message's text gets one 512-dimensional sentence feature.
 layers that see a single token only (embedding, projection, layer norm, and the first
 n-gram convolution's product with each token) are computed once per token id and kept
 in a bounded cache. A chat message costs its tokenisation, the second convolution and
-the sentence layers; measured 3.7 -> 2.2 ms per held-out question. Output equals the
+the sentence layers; measured 3.7 -> 2.2 ms per held-out question (and 1.5 -> 1.2 ms on a
+faster machine with the second convolution's weights transposed). Output equals the
 wheel's within float32 rounding (tests/test_sentence_encoder.py).
 """
 
@@ -69,6 +70,9 @@ class TokenCachedEncoder:
             [np.concatenate(np.split(be.w1[i], n, axis=0), axis=1) for i, (n, _) in enumerate(self._orders)], axis=1
         )
         self._row = self._proj_dim + self._w1_slots.shape[1]
+        # W2 transposed (contiguous): OpenBLAS does the second convolution of one
+        # sentence (~10 rows against 512-1280 x 256) ~25 % faster as W2^T @ window^T.
+        self._w2_t = [np.ascontiguousarray(w.T) for w in be.w2]
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Unit-length 512-d float32 embeddings, one row per text."""
@@ -147,7 +151,7 @@ class TokenCachedEncoder:
                 lo, hi = max(0, -shift), min(n_tokens, n_tokens - shift)
                 if lo < hi:
                     window[lo:hi, k * width:(k + 1) * width] = h[lo + shift:hi + shift]
-            c2 = window @ be.w2[i]
+            c2 = (self._w2_t[i] @ window.T).T  # = window @ W2
             c2 += be.b2[i]
             np.maximum(c2, 0, out=c2)
             c2 += h
