@@ -17,9 +17,9 @@ message (py-spy, 10 users).
 It also keeps the trackers it saved (the last `KEPT_TRACKERS`) for the conversation's
 next message. Rebuilding a tracker from its rows (JSON, events, replaying them) was the
 largest part of a load; a kept tracker is handed out again when one query shows the
-conversation's rows unchanged since the save: the same count of current-session rows,
-the same highest id and timestamp. A write by another replica, a purge or a new session
-changes that mark, and the tracker is loaded from the database as before. A kept tracker
+conversation's rows unchanged since the save: as many current-session rows as it has
+events, and none newer than its last event. A write by another replica, a purge or a new
+session changes that, and the tracker is loaded from the database as before. A kept tracker
 is handed out once (the next save keeps it again), so no two callers share one.
 """
 
@@ -71,10 +71,10 @@ def _statements(events: sa.Table) -> Dict[str, Any]:
         "current": sa.select(events.c.data).where(current).order_by(events.c.id),
         "all": sa.select(events.c.data).where(events.c.sender_id == sender).order_by(events.c.id),
         "count": sa.select(sa.func.count()).select_from(events).where(current),
-        # what a kept tracker must still match: current-session rows, newest row
+        # what a kept tracker must match: its events are the current session's rows
+        # (count) and the conversation's newest row is its last event (timestamp)
         "mark": sa.select(
             sa.select(sa.func.count()).select_from(events).where(current).scalar_subquery(),
-            sa.select(sa.func.max(events.c.id)).where(events.c.sender_id == sender).scalar_subquery(),
             sa.select(sa.func.max(events.c.timestamp)).where(events.c.sender_id == sender).scalar_subquery(),
         ),
         "insert": events.insert(),
@@ -152,18 +152,16 @@ class DatabaseTrackerStore(SQLTrackerStore):
             rows = [self._row(tracker.sender_id, event) for event in self._unsaved_events(connection, tracker)]
             if rows:
                 connection.execute(self._sql["insert"], rows)
-            mark = tuple(connection.execute(self._sql["mark"], {"sender_id": tracker.sender_id}).one())
         setattr(tracker, _STORED, len(tracker.events))
-        self._keep(tracker, mark, ours)
-
-    def _keep(self, tracker: DialogueStateTracker, mark: tuple, ours: bool) -> None:
-        """Keep `tracker` if a fresh load would give the same events: a tracker this store
-        loaded (not one built elsewhere, e.g. by the HTTP API), whose events are exactly the
-        current session's rows (not so after a new session started in this turn: a load
-        then starts at the new session)."""
         self._kept.pop(tracker.sender_id, None)
-        if not ours or mark[0] != len(tracker.events):
-            return
+        if ours and tracker.events:  # not one built elsewhere (e.g. by the HTTP API)
+            self._keep(tracker)
+
+    def _keep(self, tracker: DialogueStateTracker) -> None:
+        """Keep `tracker` with the mark a fresh load must find: as many current-session
+        rows as it has events (not so after a new session started in this turn: a load
+        then starts at the new session), its last event the conversation's newest row."""
+        mark = (len(tracker.events), max(event.timestamp for event in tracker.events))
         self._kept[tracker.sender_id] = (tracker, self.domain, mark)
         while len(self._kept) > KEPT_TRACKERS:
             self._kept.popitem(last=False)
