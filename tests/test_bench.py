@@ -338,3 +338,54 @@ def test_rejected_responses_get_the_same_error_as_stock_rasa(remote_action, resp
     assert list(raised.value.path) == list(stock.path)
     with pytest.raises(ValidationError):
         validate(response, schema)
+
+
+def test_levels_alternate_between_contenders_in_slices_and_add_up(monkeypatch):
+    import os
+    import threading
+
+    from revierlotse.bench import runner
+
+    bots = {label: FakeBot() for label in ("ours", "stock", "stock-ours")}
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    servers = {label: asyncio.run_coroutine_threadsafe(serve(bot), loop).result(10) for label, bot in bots.items()}
+    served = []
+    for label, (_, url) in servers.items():
+        one = runner.Served.__new__(runner.Served)
+        one.contender = runner.Contender(label, "config.yml", True, label)
+        one.urls, one.rasa_pids, one.actions_pid = [url], [os.getpid()], os.getpid()
+        one.result = {"levels": []}
+        served.append(one)
+    order: List[str] = []
+    real_run_load = runner.run_load
+
+    def recording_run_load(urls, *args, **kwargs):
+        order.append(next(label for label, (_, url) in servers.items() if urls == [url]))
+        return real_run_load(urls, *args, **kwargs)
+
+    monkeypatch.setattr(runner, "run_load", recording_run_load)
+
+    class Bar:
+        def set_postfix_str(self, text): pass
+        def update(self, n): pass
+
+    try:
+        runner.measure_levels(served, ["Was verdient man?", "Welche Zertifikate?"], [2, 3], 0.4, 4, Bar())
+    finally:
+        for runner_, _ in servers.values():
+            asyncio.run_coroutine_threadsafe(runner_.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+    forth, back = ["ours", "stock", "stock-ours"], ["stock-ours", "stock", "ours"]
+    assert order == (forth + back) * 2 * 2  # per level: A B C, C B A, A B C, C B A
+    for one in served:
+        label = one.contender.label
+        assert [level["users"] for level in one.result["levels"]] == [2, 3]
+        assert all(level["slices"] == 4 for level in one.result["levels"])
+        # every request of a contender's slices is counted, and only its own bot got them
+        assert sum(level["requests"] for level in one.result["levels"]) == len(bots[label].received)
+        assert all(level["duration_s"] >= 0.4 for level in one.result["levels"])
+        assert set(one.result["levels"][0]["cpu_ms_per_msg"]) == {"rasa", "actions", "load_generator"}
+        senders = {body["sender"] for body in bots[label].received}
+        assert {s.split("-")[2] for s in senders} == {"s0", "s1", "s2", "s3"}  # a fresh run id per slice
+        assert "rss_mb_after_load" in one.result

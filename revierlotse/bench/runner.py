@@ -11,10 +11,14 @@ SQLite knowledge base and tracker store, the same endpoints.yml):
   configuration does from what the serving does.
 
 Per configuration: a fresh training (empty Rasa cache, timed; the stock model is trained
-once for both stock contenders). Per contender: the time from process start to ready,
-the first reply, resident memory after a warm-up, and REST latency (p50/p95/p99),
-throughput and CPU per reply for closed-loop users at each concurrency level, with
-German questions from the held-out NLU set.
+once for both stock contenders), before any server runs. Per contender: the time from
+process start to ready, the first reply, resident memory after a warm-up, and REST
+latency (p50/p95/p99), throughput and CPU per reply (Rasa, action server, load
+generator) for closed-loop users at each concurrency level, with German questions from
+the held-out NLU set. All contenders are up at once and each level is measured in
+slices that alternate between them (A B C, C B A, ...), because this machine's speed
+drifts by tens of percent within minutes: measured one after another, the contender
+that came last took the drift alone.
 
 Writes results/bench-<time>.json, results/bench-<time>.png and results/bench-latest.*
 (JSON, PNG, Markdown table), prints the comparison table and the target check.
@@ -34,11 +38,11 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import yaml
 
-from revierlotse.bench.loadgen import Sample, run_load
+from revierlotse.bench.loadgen import LoadResult, Sample, run_load
 from revierlotse.settings import PROJECT_ROOT
 
 HELDOUT = PROJECT_ROOT / "tests" / "nlu" / "heldout.yml"
@@ -280,13 +284,17 @@ def serving_plan(contender: Contender) -> Dict[str, Any]:
             "redis_url": redis_url or ""}
 
 
-def measure_serving(contender: Contender, model: Path, questions: Sequence[str], levels: Sequence[int],
-                    duration_s: float, warmup_s: float, bar) -> Dict[str, Any]:
-    from revierlotse.stack import Stack
+class Served:
+    """A contender's stack, started, warmed up and measured for memory; `result` collects its figures."""
 
-    plan = serving_plan(contender)
-    result: Dict[str, Any] = {"serving": {k: v for k, v in plan.items() if k != "redis_url"}}
-    with tempfile.TemporaryDirectory(prefix=f"bench-{contender.label}-") as tmp:
+    def __init__(self, contender: Contender, model: Path, questions: Sequence[str], warmup_s: float,
+                 bar, exits: contextlib.ExitStack) -> None:
+        from revierlotse.stack import Stack
+
+        self.contender = contender
+        plan = serving_plan(contender)
+        self.result: Dict[str, Any] = {"serving": {k: v for k, v in plan.items() if k != "redis_url"}}
+        tmp = exits.enter_context(tempfile.TemporaryDirectory(prefix=f"bench-{contender.label}-"))
         overrides = {
             "DATABASE_URL": knowledge_db(Path(tmp)),
             "RASA_HOST": "127.0.0.1",
@@ -301,53 +309,69 @@ def measure_serving(contender: Contender, model: Path, questions: Sequence[str],
             without_patches(stack.service("rasa server"))
         bar.set_postfix_str(f"{contender.label}: starting servers")
         started = time.monotonic()
-        with stack:
-            result["ready_s"] = round(time.monotonic() - started, 1)
-            urls = [f"{base}/webhooks/rest/webhook" for base in stack.rasa_urls]
-            result["first_reply_ms"] = first_reply_ms(urls[0], questions[0])
-            bar.update(1)
+        exits.enter_context(stack)
+        self.result["ready_s"] = round(time.monotonic() - started, 1)
+        self.urls = [f"{base}/webhooks/rest/webhook" for base in stack.rasa_urls]
+        self.result["first_reply_ms"] = first_reply_ms(self.urls[0], questions[0])
+        bar.update(1)
 
-            bar.set_postfix_str(f"{contender.label}: warm-up {warmup_s:.0f} s")
-            warm = run_load(urls, questions, users=2 * len(urls), duration_s=warmup_s, sender_prefix="bench-warmup")
-            result["warmup"] = warm.summary()
-            rasa_pids = [service.proc.pid for service in stack.rasa_services()]
-            actions_pid = stack.service("action server").proc.pid
+        bar.set_postfix_str(f"{contender.label}: warm-up {warmup_s:.0f} s")
+        warm = run_load(self.urls, questions, users=2 * len(self.urls), duration_s=warmup_s,
+                        sender_prefix="bench-warmup")
+        self.result["warmup"] = warm.summary()
+        self.rasa_pids = [service.proc.pid for service in stack.rasa_services()]
+        self.actions_pid = stack.service("action server").proc.pid
+        self.result["rss_mb"] = self.memory()
+        self.result["rss_mb"]["total"] = round(self.result["rss_mb"]["rasa"] + self.result["rss_mb"]["actions"], 1)
+        self.result["levels"] = []
+        bar.update(1)
 
-            def rasa_cpu() -> float:
-                return sum(cpu_seconds(pid) for pid in rasa_pids)
+    def memory(self) -> Dict[str, float]:
+        return {"rasa": round(sum(rss_mb(pid) for pid in self.rasa_pids), 1), "actions": rss_mb(self.actions_pid)}
 
-            def memory() -> Dict[str, float]:
-                return {"rasa": round(sum(rss_mb(pid) for pid in rasa_pids), 1), "actions": rss_mb(actions_pid)}
+    def cpu(self) -> Tuple[float, float, float]:
+        """CPU seconds so far: Rasa servers, action server, this process (the load generator)."""
+        return sum(cpu_seconds(pid) for pid in self.rasa_pids), cpu_seconds(self.actions_pid), time.process_time()
 
-            result["rss_mb"] = memory()
-            result["rss_mb"]["total"] = round(result["rss_mb"]["rasa"] + result["rss_mb"]["actions"], 1)
-            bar.update(1)
 
-            result["levels"] = []
-            for users in levels:
-                done = [0]
+def measure_levels(served: Sequence[Served], questions: Sequence[str], levels: Sequence[int],
+                   duration_s: float, slices: int, bar) -> None:
+    """Closed-loop load at each level, `duration_s` per contender, in `slices` turns that
+    alternate between the contenders (A B C, C B A, ...): a machine whose speed drifts
+    during the run then weighs on every contender alike, not on whichever came last."""
+    for users in levels:
+        loads: Dict[str, LoadResult] = {s.contender.label: LoadResult(users=users, duration_s=0.0) for s in served}
+        cpu: Dict[str, List[float]] = {s.contender.label: [0.0, 0.0, 0.0] for s in served}
+        for turn in range(slices):
+            for one in (served if turn % 2 == 0 else list(reversed(served))):
+                label = one.contender.label
+                done = [len(loads[label].samples)]
 
-                def progress(sample: Sample, users=users, done=done) -> None:
+                def progress(sample: Sample, label=label, done=done) -> None:
                     done[0] += 1
                     if done[0] % 10 == 0:
-                        bar.set_postfix_str(f"{contender.label}: {users} users, {done[0]} replies")
+                        bar.set_postfix_str(f"{label}: {users} users, {done[0]} replies")
 
-                cpu_before = rasa_cpu(), cpu_seconds(actions_pid), time.process_time()
-                load = run_load(urls, questions, users=users, duration_s=duration_s,
-                                sender_prefix=f"bench-{users}u", on_reply=progress)
-                summary = load.summary()
-                replies = max(summary["ok"], 1)
-                summary["cpu_ms_per_msg"] = {
-                    "rasa": round(1000.0 * (rasa_cpu() - cpu_before[0]) / replies, 1),
-                    "actions": round(1000.0 * (cpu_seconds(actions_pid) - cpu_before[1]) / replies, 1),
-                    # the load generator (this process) shares the cores with the servers
-                    "load_generator": round(1000.0 * (time.process_time() - cpu_before[2]) / replies, 1),
-                }
-                summary["loadavg_after"] = os.getloadavg()
-                result["levels"].append(summary)
-                bar.update(1)
-            result["rss_mb_after_load"] = memory()
-    return result
+                before = one.cpu()
+                load = run_load(one.urls, questions, users=users, duration_s=duration_s / slices,
+                                sender_prefix=f"bench-{users}u-s{turn}", on_reply=progress)
+                after = one.cpu()
+                cpu[label] = [total + (b - a) for total, a, b in zip(cpu[label], before, after)]
+                loads[label].samples.extend(load.samples)
+                loads[label].duration_s += load.duration_s
+        for one in served:
+            label = one.contender.label
+            summary = loads[label].summary()
+            replies = max(summary["ok"], 1)
+            rasa, actions, generator = (round(1000.0 * seconds / replies, 1) for seconds in cpu[label])
+            # the load generator (this process) shares the cores with the servers
+            summary["cpu_ms_per_msg"] = {"rasa": rasa, "actions": actions, "load_generator": generator}
+            summary["slices"] = slices
+            summary["loadavg_after"] = os.getloadavg()
+            one.result["levels"].append(summary)
+            bar.update(1)
+    for one in served:
+        one.result["rss_mb_after_load"] = one.memory()
 
 
 # --- report -------------------------------------------------------------------------------
@@ -485,7 +509,10 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     from tqdm import tqdm
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--duration", type=float, default=20.0, help="seconds per concurrency level (20)")
+    parser.add_argument("--duration", type=float, default=20.0,
+                        help="seconds per concurrency level and contender (20)")
+    parser.add_argument("--slices", type=int, default=4,
+                        help="turns per level, alternating between the contenders (4)")
     parser.add_argument("--warmup", type=float, default=5.0, help="warm-up seconds before measuring (5)")
     parser.add_argument("--levels", default="1,10,20", help="concurrent users, comma separated (1,10,20)")
     parser.add_argument("--only", choices=[c.label for c in CONTENDERS], help="measure one configuration only")
@@ -504,7 +531,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "loadavg_start": os.getloadavg(),
-        "settings": {"duration_s": args.duration, "warmup_s": args.warmup, "levels": levels,
+        "settings": {"duration_s": args.duration, "slices": max(1, args.slices), "warmup_s": args.warmup,
+                     "levels": levels,
                      "questions": len(questions), "question_source": str(HELDOUT.relative_to(PROJECT_ROOT)),
                      "turns_per_conversation": 10},
         "results": {},
@@ -513,16 +541,20 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     trainings: Dict[str, Dict[str, Any]] = {}
     # The bar writes to a copy of stderr, so it survives the redirect during training.
     bar_file = os.fdopen(os.dup(2), "w")
-    with tqdm(total=steps, desc="bench", unit="step", file=bar_file, dynamic_ncols=True) as bar:
-        for contender in contenders:
+    with tqdm(total=steps, desc="bench", unit="step", file=bar_file, dynamic_ncols=True) as bar, \
+            contextlib.ExitStack() as servers:
+        for contender in contenders:  # train first: nothing else runs while a model trains
             if contender.config not in trainings:
                 bar.set_postfix_str(f"{contender.label}: training (log: {LOGS.relative_to(PROJECT_ROOT)})")
                 trainings[contender.config] = fresh_training(contender, args.reuse_models)
                 bar.update(1)
-            training = trainings[contender.config]
-            serving = measure_serving(contender, Path(training["model"]), questions, levels,
-                                      args.duration, args.warmup, bar)
-            run["results"][contender.label] = {"config": contender.config, **training, **serving}
+        # all contenders up at once (the idle ones cost next to no CPU), then measured in turns
+        served = [Served(c, Path(trainings[c.config]["model"]), questions, args.warmup, bar, servers)
+                  for c in contenders]
+        measure_levels(served, questions, levels, args.duration, max(1, args.slices), bar)
+        for one in served:
+            run["results"][one.contender.label] = {"config": one.contender.config,
+                                                   **trainings[one.contender.config], **one.result}
     run["loadavg_end"] = os.getloadavg()
 
     results = run["results"]
