@@ -261,6 +261,13 @@ def test_purge_new_model_and_the_bound_all_end_a_kept_tracker(database_url, proj
     for other in senders:
         asyncio.run(store.save(started_conversation(store, other, time.time())))
     assert list(store._kept) == senders[-3:]
+    # the events bound: each of these trackers has 2 events
+    monkeypatch.setattr(tracker_store, "KEPT_EVENTS", 5)
+    newest = new_sender()
+    asyncio.run(store.save(started_conversation(store, newest, time.time())))
+    assert list(store._kept) == [senders[-1], newest] and store._kept_events == 4
+    asyncio.run(store.retrieve(newest))  # handed out: no longer counted
+    assert store._kept_events == 2
 
 
 @pytest.mark.e2e
@@ -299,7 +306,7 @@ def test_kept_trackers_equal_fresh_loads_through_real_turns(model, bot, tmp_path
                     with store.engine.connect() as connection:
                         handed = store._kept_tracker(connection, sender)
                     if entry is not None:
-                        store._kept[sender] = entry
+                        store._keep(entry[0])  # as it was: the agent's next retrieve checks it
                     fresh = await DatabaseTrackerStore(domain=domain, host=url).retrieve(sender)
                     if handed is not None:
                         assert full_state(handed, domain) == full_state(fresh, domain)

@@ -53,8 +53,10 @@ CONNECT_TIMEOUT_SECONDS = 60.0
 # start of `tracker.events`) are in the database.
 _STORED = "_revierlotse_stored_events"
 
-# Saved trackers kept for their conversation's next message (least recently saved go first).
+# Saved trackers kept for their conversation's next message, at most this many and with
+# at most this many events in all (a kept event costs ~1-3 KB; least recently saved go first).
 KEPT_TRACKERS = 512
+KEPT_EVENTS = 20_000
 
 
 def _statements(events: sa.Table) -> Dict[str, Any]:
@@ -106,6 +108,7 @@ class DatabaseTrackerStore(SQLTrackerStore):
         self.sessionmaker = sessionmaker(bind=self.engine)
         self._sql = _statements(self.SQLEvent.__table__)
         self._kept: "OrderedDict[Text, Tuple[DialogueStateTracker, Domain, tuple]]" = OrderedDict()
+        self._kept_events = 0
         logger.info("Conversations are stored in %r.", self.engine.url)
         # Skip SQLTrackerStore.__init__: it would build a second engine from parts.
         TrackerStore.__init__(self, domain, event_broker, **kwargs)
@@ -153,7 +156,7 @@ class DatabaseTrackerStore(SQLTrackerStore):
             if rows:
                 connection.execute(self._sql["insert"], rows)
         setattr(tracker, _STORED, len(tracker.events))
-        self._kept.pop(tracker.sender_id, None)
+        self._forget(tracker.sender_id)
         if ours and tracker.events:  # not one built elsewhere (e.g. by the HTTP API)
             self._keep(tracker)
 
@@ -163,12 +166,19 @@ class DatabaseTrackerStore(SQLTrackerStore):
         then starts at the new session), its last event the conversation's newest row."""
         mark = (len(tracker.events), max(event.timestamp for event in tracker.events))
         self._kept[tracker.sender_id] = (tracker, self.domain, mark)
-        while len(self._kept) > KEPT_TRACKERS:
-            self._kept.popitem(last=False)
+        self._kept_events += len(tracker.events)
+        while self._kept and (len(self._kept) > KEPT_TRACKERS or self._kept_events > KEPT_EVENTS):
+            self._forget(next(iter(self._kept)))
+
+    def _forget(self, sender_id: Text) -> Optional[Tuple[DialogueStateTracker, Domain, tuple]]:
+        kept = self._kept.pop(sender_id, None)
+        if kept is not None:
+            self._kept_events -= kept[2][0]  # the event count its mark holds
+        return kept
 
     def _kept_tracker(self, connection: sa.engine.Connection, sender_id: Text) -> Optional[DialogueStateTracker]:
         """The tracker kept at the last save, if the conversation's rows are unchanged."""
-        kept = self._kept.pop(sender_id, None)
+        kept = self._forget(sender_id)
         if kept is None:
             return None
         tracker, domain, mark = kept
