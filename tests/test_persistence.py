@@ -250,6 +250,19 @@ def test_purge_new_model_and_the_bound_all_end_a_kept_tracker(database_url, proj
     assert purge_conversations(make_engine(database_url), retention_days=30) >= 1
     assert asyncio.run(store.retrieve(sender)) is None  # purged: gone, not served from memory
 
+    # purged, then started anew on another replica up to the same number of events
+    asyncio.run(store.save(tracker))  # kept again (its rows are gone: a load finds none)
+    other_replica = DatabaseTrackerStore(domain=project_domain, host=database_url)
+    now = time.time()
+    anew = started_conversation(other_replica, sender, now)
+    turn(anew, "neu", now + 1)
+    asyncio.run(other_replica.save(anew))
+    assert len(anew.events) == len(tracker.events)
+    handed = asyncio.run(store.retrieve(sender))
+    assert handed is not tracker and [e.as_dict() for e in handed.events] == [e.as_dict() for e in anew.events]
+    asyncio.run(store.save(handed))
+    assert purge_conversations(make_engine(database_url), retention_days=-1) >= 1
+
     tracker = started_conversation(store, sender, time.time())
     asyncio.run(store.save(tracker))
     store.domain = Domain.load(PROJECT_ROOT / "domain.yml")  # a new model's domain
