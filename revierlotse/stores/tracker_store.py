@@ -14,13 +14,14 @@ for a tracker it loaded itself: under the conversation lock, that number is the 
 it read plus what it saved since. Together that was ~15 % of the Rasa server's CPU per
 message (py-spy, 10 users).
 
-It also keeps the trackers it saved (the last `KEPT_TRACKERS`) for the conversation's
-next message. Rebuilding a tracker from its rows (JSON, events, replaying them) was the
-largest part of a load; a kept tracker is handed out again when one query shows the
-conversation's rows unchanged since the save: as many current-session rows as it has
-events, and none newer than its last event. A write by another replica, a purge or a new
-session changes that, and the tracker is loaded from the database as before. A kept tracker
-is handed out once (the next save keeps it again), so no two callers share one.
+It also keeps the trackers it saved (bounded by `KEPT_TRACKERS` and `KEPT_EVENTS`) for
+the conversation's next message. Rebuilding a tracker from its rows (JSON, events,
+replaying them) was the largest part of a load; a kept tracker is handed out again when
+one query shows the conversation's rows unchanged since the save: as many
+current-session rows as it has events, and none newer than its last event. A write by
+another replica, a purge or a new session changes that, and the tracker is loaded from
+the database as before. A kept tracker is handed out once (the next save keeps it
+again), so no two callers share one.
 """
 
 from __future__ import annotations
@@ -69,14 +70,15 @@ def _statements(events: sa.Table) -> Dict[str, Any]:
     )
     current = sa.and_(events.c.sender_id == sender,
                       sa.or_(events.c.timestamp >= session_start, session_start.is_(None)))
+    count = sa.select(sa.func.count()).select_from(events).where(current)
     return {
         "current": sa.select(events.c.data).where(current).order_by(events.c.id),
         "all": sa.select(events.c.data).where(events.c.sender_id == sender).order_by(events.c.id),
-        "count": sa.select(sa.func.count()).select_from(events).where(current),
+        "count": count,
         # what a kept tracker must match: its events are the current session's rows
         # (count) and the conversation's newest row is its last event (timestamp)
         "mark": sa.select(
-            sa.select(sa.func.count()).select_from(events).where(current).scalar_subquery(),
+            count.scalar_subquery(),
             sa.select(sa.func.max(events.c.timestamp)).where(events.c.sender_id == sender).scalar_subquery(),
         ),
         "insert": events.insert(),
