@@ -284,9 +284,9 @@ def test_purge_new_model_and_the_bound_all_end_a_kept_tracker(database_url, proj
 
 
 @pytest.mark.e2e
-def test_kept_trackers_equal_fresh_loads_through_real_turns(model, bot, tmp_path):
+def test_kept_trackers_equal_fresh_loads_through_real_turns(model, bot, tmp_path, monkeypatch):
     """Real turns (trained model, the running action server): after every message the
-    tracker the store keeps is the tracker a fresh load gives."""
+    tracker the store would hand out for the next one is the tracker a fresh load gives."""
     from rasa.core.agent import Agent
     from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
     from rasa.utils.endpoints import EndpointConfig
@@ -303,32 +303,29 @@ def test_kept_trackers_equal_fresh_loads_through_real_turns(model, bot, tmp_path
     texts = heldout_questions()[::23] + ["ich bin Einsteiger", "/restart", "Was verdient man in Essen?", "hallo"]
     loads = []
     from_dict = DialogueStateTracker.from_dict
-    monkeypatch = pytest.MonkeyPatch()
     monkeypatch.setattr(DialogueStateTracker, "from_dict",
                         classmethod(lambda cls, *a, **k: loads.append(1) or from_dict(*a, **k)))
-    try:
-        async def talk():
-            for sender_no in range(3):
-                sender = new_sender()
-                for text in texts[sender_no::2]:
-                    out = CollectingOutputChannel()
-                    await agent.handle_message(UserMessage(text, out, sender))
-                    assert out.messages or text == "/restart"
-                    # what the store would hand out for the next message (then kept again)
-                    entry = store._kept.get(sender)
-                    with store.engine.connect() as connection:
-                        handed = store._kept_tracker(connection, sender)
-                    if entry is not None:
-                        store._keep(entry[0])  # as it was: the agent's next retrieve checks it
-                    fresh = await DatabaseTrackerStore(domain=domain, host=url).retrieve(sender)
-                    if handed is not None:
-                        assert full_state(handed, domain) == full_state(fresh, domain)
-                    turns.append(handed is not None)
+    turns: list = []
 
-        turns: list = []
-        asyncio.run(talk())
-    finally:
-        monkeypatch.undo()
+    async def talk():
+        for sender_no in range(3):
+            sender = new_sender()
+            for text in texts[sender_no::2]:
+                out = CollectingOutputChannel()
+                await agent.handle_message(UserMessage(text, out, sender))
+                assert out.messages or text == "/restart"
+                # what the store would hand out for the next message (then kept again)
+                entry = store._kept.get(sender)
+                with store.engine.connect() as connection:
+                    handed = store._kept_tracker(connection, sender)
+                if entry is not None:
+                    store._keep(entry[0])  # as it was: the agent's next retrieve checks it
+                fresh = await DatabaseTrackerStore(domain=domain, host=url).retrieve(sender)
+                if handed is not None:
+                    assert full_state(handed, domain) == full_state(fresh, domain)
+                turns.append(handed is not None)
+
+    asyncio.run(talk())
     assert sum(turns) >= len(turns) - 6  # kept after all but a conversation's first turns
     assert len(loads) - len(turns) <= 6  # ... and the agent then did not rebuild them
 
