@@ -27,6 +27,7 @@ def apply() -> None:
     build_dialogue_states_incrementally()
     keep_endpoint_connections_open()
     copy_for_debug_logs_only_when_logged()
+    compare_domains_with_one_empty_domain()
     hide_version_on_root_route()
 
 
@@ -136,6 +137,26 @@ def copy_for_debug_logs_only_when_logged() -> None:
     stand_in = _CopyForDebugLogs()
     for name in DEBUG_LOG_COPY_MODULES:
         importlib.import_module(name).copy = stand_in
+
+
+def compare_domains_with_one_empty_domain() -> None:
+    """`Domain.is_empty` compares with an empty domain built once, not once per call.
+
+    `MessageProcessor` asks `domain.is_empty()` for every message (before checking the
+    parsed intent and entities against the domain), and Rasa answers by building a new
+    empty `Domain` from a dict each time: ~0.1 ms per message. The comparison itself is
+    unchanged (the domain's dict against the empty domain's dict).
+    """
+    from rasa.shared.core.domain import Domain
+
+    empty: list = []  # the empty domain's dict, built on first use
+
+    def is_empty(self: Domain) -> bool:
+        if not empty:
+            empty.append(Domain.empty().as_dict())
+        return self.as_dict() == empty[0]
+
+    Domain.is_empty = is_empty
 
 
 _rasa_states_for_tracker_history = None  # Rasa's own Domain.states_for_tracker_history

@@ -226,3 +226,18 @@ def test_debug_log_arguments_are_copied_exactly_when_debug_is_logged():
         assert copied == events_list and copied is not events_list and copied[1] is not events_list[1]
     finally:
         configure_structlog(logging.INFO)
+
+
+def test_is_empty_answers_as_rasa_without_building_a_domain_per_call(monkeypatch):
+    from rasa.shared.core.domain import Domain
+
+    ours = Domain.load(str(PROJECT_ROOT / "domain.yml"))
+    cases = [Domain.empty(), Domain.from_dict({}), ours, Domain.from_dict({"intents": ["greet"]})]
+    expected = [d.as_dict() == Domain.from_dict({}).as_dict() for d in cases]  # Rasa's own rule
+    assert expected == [True, True, False, False]
+    Domain.empty().is_empty()  # the empty domain is built once, on first use
+    built = []
+    from_dict = Domain.from_dict.__func__
+    monkeypatch.setattr(Domain, "from_dict", classmethod(lambda cls, data: built.append(data) or from_dict(cls, data)))
+    assert [d.is_empty() for d in cases] == expected
+    assert built == []
