@@ -210,6 +210,10 @@ def test_report_compares_all_contenders_and_checks_targets(tmp_path: Path):
     assert checks["p95 at 10 users (ms)"]["met"] is True
     assert checks["throughput at 10 users vs stock (Rasa as shipped)"]["value"] == 4.0
     assert checks["throughput at 10 users vs stock config, our serving"]["value"] == 2.0
+    # the target is the stock config as Rasa serves it; the same-serving one is reported beside it
+    assert checks["throughput at 10 users vs stock (Rasa as shipped)"]["kind"] == "target"
+    assert checks["throughput at 10 users vs stock config, our serving"]["kind"] == "reference"
+    assert [c["kind"] for c in checks.values()].count("target") == 4
     two = {k: results[k] for k in ("revierlotse", "stock")}  # `--only`-style partial runs still report
     assert len(table_header(two)) == len(comparison_rows(two)[0]) == 4
     assert target_check(two)[2]["value"] is None

@@ -452,11 +452,18 @@ def markdown_table(header: List[str], rows: List[List[str]]) -> str:
     return "\n".join(out)
 
 
+# The issue's throughput target compares with the stock configuration as `rasa init` and
+# `rasa run` serve it; the same configuration on our serving isolates what the
+# configuration alone gives and is reported beside it, against the same 2x.
+TARGET_BASELINE = "stock"
+
+
 def target_check(results: Dict[str, Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Issue 9's targets (`kind` "target") and the stricter same-serving comparison ("reference")."""
     ours = results["revierlotse"]
     at10 = _level(ours, 10) or {}
     checks = [
-        ("p95 at 10 users (ms)", at10.get("p95_ms"), f"<= {TARGET_P95_MS_AT_10:.0f}",
+        ("target", "p95 at 10 users (ms)", at10.get("p95_ms"), f"<= {TARGET_P95_MS_AT_10:.0f}",
          at10.get("p95_ms") is not None and at10["p95_ms"] <= TARGET_P95_MS_AT_10),
     ]
     titles = {c.label: c.title for c in CONTENDERS}
@@ -466,15 +473,16 @@ def target_check(results: Dict[str, Dict[str, Any]]) -> List[Dict[str, Any]]:
         if other10 and at10 and other10["throughput_msg_s"]:
             ratio = round(at10["throughput_msg_s"] / other10["throughput_msg_s"], 2)
             met = ratio >= TARGET_THROUGHPUT_FACTOR_AT_10
-        checks.append((f"throughput at 10 users vs {titles[baseline]}", ratio,
+        checks.append(("target" if baseline == TARGET_BASELINE else "reference",
+                       f"throughput at 10 users vs {titles[baseline]}", ratio,
                        f">= {TARGET_THROUGHPUT_FACTOR_AT_10:.0f}x", met))
     checks += [
-        ("training, fresh (s)", ours.get("training_s"), f"<= {TARGET_TRAINING_S:.0f}",
+        ("target", "training, fresh (s)", ours.get("training_s"), f"<= {TARGET_TRAINING_S:.0f}",
          ours.get("training_s") is not None and ours["training_s"] <= TARGET_TRAINING_S),
-        ("start to ready (s)", ours.get("ready_s"), f"<= {TARGET_READY_S:.0f}",
+        ("target", "start to ready (s)", ours.get("ready_s"), f"<= {TARGET_READY_S:.0f}",
          ours.get("ready_s") is not None and ours["ready_s"] <= TARGET_READY_S),
     ]
-    return [{"target": n, "value": v, "goal": g, "met": m} for n, v, g, m in checks]
+    return [{"kind": k, "target": n, "value": v, "goal": g, "met": m} for k, n, v, g, m in checks]
 
 
 def plot(results: Dict[str, Dict[str, Any]], path: Path) -> None:
@@ -566,10 +574,15 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         (args.out / "bench-latest.md").write_text(run["table_markdown"] + "\n")
     if "revierlotse" in results:
         run["targets"] = target_check(results)
-        print("\ntargets (this machine):")
-        for t in run["targets"]:
-            mark = {True: "met", False: "MISSED", None: "n/a"}[t["met"]]
-            print(f"  {t['target']:<52} {str(t['value']):>8}  goal {t['goal']:<8} {mark}")
+        headings = {
+            "target": "targets of issue 9 (this machine; throughput against the stock config as Rasa serves it):",
+            "reference": "the configuration alone (the stock config served like ours), against the same 2x:",
+        }
+        for kind, heading in headings.items():
+            print("\n" + heading)
+            for t in (t for t in run["targets"] if t["kind"] == kind):
+                mark = {True: "met", False: "MISSED", None: "n/a"}[t["met"]]
+                print(f"  {t['target']:<52} {str(t['value']):>8}  goal {t['goal']:<8} {mark}")
     print(f"\nloadavg at start {run['loadavg_start']}, at end {run['loadavg_end']} ({os.cpu_count()} cores)")
 
     json_path, png_path = args.out / f"bench-{stamp}.json", args.out / f"bench-{stamp}.png"
