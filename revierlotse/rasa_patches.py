@@ -149,12 +149,10 @@ def compare_domains_with_one_empty_domain() -> None:
     """
     from rasa.shared.core.domain import Domain
 
-    empty: list = []  # the empty domain's dict, built on first use
+    empty = Domain.empty().as_dict()  # held here only, so nothing can change it
 
     def is_empty(self: Domain) -> bool:
-        if not empty:
-            empty.append(Domain.empty().as_dict())
-        return self.as_dict() == empty[0]
+        return self.as_dict() == empty
 
     Domain.is_empty = is_empty
 
