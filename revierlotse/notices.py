@@ -3,7 +3,7 @@
 These are not knowledge answers (those live in data/knowledge/); they are the words
 for "your request was malformed", "too many messages" and the like, shared by every
 channel. The apology for failures is read from the knowledge source
-(`revierlotse.kb.source.apology_text`), not from here.
+(`revierlotse.replies.apology_text`), not from here.
 """
 
 from __future__ import annotations

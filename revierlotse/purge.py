@@ -16,7 +16,7 @@ from typing import List, Optional
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from revierlotse.kb.models import make_engine
+from revierlotse.db import make_engine
 from revierlotse.settings import get_settings
 
 SECONDS_PER_DAY = 86400

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Awaitable, Callable, List, Optional
 
 from revierlotse import notices
-from revierlotse.kb.source import apology_text
+from revierlotse.replies import apology_text
 from revierlotse.ratelimit import RateLimiter
 from revierlotse.settings import Settings
 

@@ -16,7 +16,7 @@ from typing import Dict, List, Optional
 import pytest
 
 from revierlotse.kb.loader import load_knowledge
-from revierlotse.kb.models import make_engine
+from revierlotse.db import make_engine
 from revierlotse.model import ensure_model
 from revierlotse.settings import PROJECT_ROOT
 from revierlotse.stack import Stack

@@ -91,7 +91,7 @@ def test_edited_knowledge_is_answered_after_reload_without_retraining_or_restart
     import yaml
 
     from revierlotse.kb.loader import load_knowledge
-    from revierlotse.kb.models import make_engine
+    from revierlotse.db import make_engine
     from revierlotse.settings import PROJECT_ROOT
 
     original = PROJECT_ROOT / "data" / "knowledge"

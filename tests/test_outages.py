@@ -17,8 +17,8 @@ import pytest
 import sqlalchemy as sa
 
 from revierlotse.kb.loader import load_knowledge
-from revierlotse.kb.models import make_engine
-from revierlotse.kb.source import apology_text
+from revierlotse.db import make_engine
+from revierlotse.replies import apology_text
 from revierlotse.settings import PROJECT_ROOT
 from revierlotse.stack import Service, Stack
 from tests.conftest import ARTIFACTS, POSTGRES_TEST_URL, Bot, new_sender, postgres_admin, stack_overrides

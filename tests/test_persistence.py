@@ -26,7 +26,7 @@ from rasa.shared.core.events import ActionExecuted, BotUttered, SessionStarted, 
 from rasa.shared.core.trackers import DialogueStateTracker
 
 from revierlotse.kb.loader import load_knowledge
-from revierlotse.kb.models import make_engine
+from revierlotse.db import make_engine
 from revierlotse.settings import PROJECT_ROOT
 from revierlotse.stack import Stack
 from revierlotse.stores.lock_store import HeldLock, RedisAtomicLockStore

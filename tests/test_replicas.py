@@ -22,7 +22,7 @@ import redis
 import sqlalchemy as sa
 
 from revierlotse.kb.loader import load_knowledge
-from revierlotse.kb.models import make_engine
+from revierlotse.db import make_engine
 from revierlotse.settings import PROJECT_ROOT
 from revierlotse.stack import Stack
 from tests.conftest import ARTIFACTS, free_port, new_sender, post_json, stack_overrides

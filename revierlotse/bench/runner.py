@@ -235,7 +235,7 @@ def fresh_training(contender: Contender, reuse: bool) -> Dict[str, Any]:
 
 def knowledge_db(directory: Path) -> str:
     from revierlotse.kb.loader import load_knowledge
-    from revierlotse.kb.models import make_engine
+    from revierlotse.db import make_engine
 
     url = f"sqlite:///{directory / 'revierlotse.db'}"
     engine = make_engine(url)

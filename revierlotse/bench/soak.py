@@ -23,8 +23,8 @@ from revierlotse import notices
 from revierlotse.bench.loadgen import run_load
 from revierlotse.bench.runner import heldout_questions
 from revierlotse.kb.loader import load_knowledge
-from revierlotse.kb.models import make_engine
-from revierlotse.kb.source import apology_text
+from revierlotse.db import make_engine
+from revierlotse.replies import apology_text
 from revierlotse.model import ensure_model
 from revierlotse.settings import PROJECT_ROOT
 from revierlotse.stack import Stack

@@ -29,7 +29,7 @@ from sanic.response import HTTPResponse
 
 from revierlotse import notices
 from revierlotse.channels.guard import clean_text, is_reserved_sender
-from revierlotse.kb.source import apology_text
+from revierlotse.replies import apology_text
 from revierlotse.settings import get_settings
 
 logger = logging.getLogger(__name__)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from sqlalchemy import Column, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import declarative_base
 
-from sqlalchemy import Column, ForeignKey, Integer, String, Text, create_engine, event
-from sqlalchemy.engine import Engine
-from sqlalchemy.orm import declarative_base, sessionmaker
+# The engine factory lives in revierlotse.db; re-exported for the knowledge layer's modules.
+from revierlotse.db import engine_for, make_engine, session_factory  # noqa: F401
 
 Base = declarative_base()
 
@@ -83,50 +83,3 @@ class Meta(Base):
 
 
 QUALIFIER_NAMES = ("level", "background", "company_type")
-
-
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA journal_mode=WAL")
-    # With WAL this never corrupts the file; a power cut may lose the last turns.
-    # (Production uses PostgreSQL.) Saves an fsync per conversation turn.
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=5000")
-    cursor.close()
-
-
-def make_engine(url: str) -> Engine:
-    """Engine for `url`; SQLite files get their folder, a pool, WAL and foreign keys."""
-    sqlite_file = url.startswith("sqlite:///") and url != "sqlite:///:memory:"
-    if sqlite_file:
-        from pathlib import Path
-
-        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    # hide_parameters: a failing query's error (which Rasa logs) never carries user text.
-    kwargs = {"future": True, "pool_pre_ping": True, "hide_parameters": True}
-    if sqlite_file:
-        # SQLAlchemy 1.4 gives SQLite files a NullPool: a new connection (and the
-        # PRAGMAs above) for every tracker read and write. Pool them instead; the
-        # connections move between the event loop and worker threads.
-        from sqlalchemy.pool import QueuePool
-
-        kwargs["poolclass"] = QueuePool
-        kwargs["connect_args"] = {"check_same_thread": False}
-    elif not url.startswith("sqlite"):
-        # Fail fast when the database is down, so callers can apologise instead of hanging.
-        kwargs["connect_args"] = {"connect_timeout": 3}
-    engine = create_engine(url, **kwargs)
-    if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
-    return engine
-
-
-@lru_cache(maxsize=8)
-def engine_for(url: str) -> Engine:
-    """One shared engine (and connection pool) per database URL."""
-    return make_engine(url)
-
-
-def session_factory(engine: Engine) -> sessionmaker:
-    return sessionmaker(bind=engine, future=True, expire_on_commit=False)

@@ -3,7 +3,7 @@
 Rasa's `SQLTrackerStore` wants dialect, host, port and database separately and builds
 its engine without SQLite's WAL/busy timeout. This subclass takes the URL the rest of
 Revierlotse uses, builds the engine the same way the knowledge base does
-(`revierlotse.kb.models.make_engine`), and keeps Rasa's table (`events`), its rows and
+(`revierlotse.db.make_engine`), and keeps Rasa's table (`events`), its rows and
 its rules (a conversation is the events since its latest `session_started`; a save
 appends the events the database does not have yet). Conversations and knowledge base
 live in the same database.
@@ -43,7 +43,7 @@ from rasa.shared.core.trackers import DialogueStateTracker
 from rasa.shared.nlu.constants import INTENT_NAME_KEY
 from sqlalchemy.orm import sessionmaker
 
-from revierlotse.kb.models import make_engine
+from revierlotse.db import make_engine
 
 logger = logging.getLogger(__name__)
 
