@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from rasa.core.tracker_store import SQLTrackerStore
-from rasa.shared.core.events import ActionExecuted, BotUttered, SessionStarted, UserUttered
+from rasa.shared.core.events import ActionExecuted, BotUttered, SessionStarted, SlotSet, UserUttered
 from rasa.shared.core.trackers import DialogueStateTracker
 
 from revierlotse.report.__main__ import load_report, write_report
@@ -326,3 +326,133 @@ def test_report_reads_what_the_running_bot_stored(bot, kb_url, tmp_path):
     assert "Bestell mir eine Pizza, Rückruf unter [Telefon]" in wordings
     html = write_report(after, tmp_path).read_text(encoding="utf-8")
     assert sender not in html and "7654321" not in html
+
+
+# --- ratings of answers (👍/👎, actions/feedback.py) ---------------------------------------
+#
+#   06.03.  H web       Was verdient ein Einsteiger? 👎, comment with a phone number
+#                       | Welche Skills brauche ich? 👍
+#           I telegram  /ask_salary 👍, then 👎 on the same answer (the latest counts)
+#   07.03.  J rest      "das war nicht hilfreich" with no answer before it: no topic, no question
+
+def rated_conversation(channel: str, start: float, turns) -> list:
+    """Like `conversation`, but a turn may carry slot events: (text, intent, confidence, slots),
+    where `slots` maps slot name -> value, or to a callable of the turn's answer time."""
+    events = [
+        ActionExecuted("action_session_start", timestamp=start),
+        SessionStarted(timestamp=start),
+        ActionExecuted("action_listen", timestamp=start),
+    ]
+    answered_at = None
+    for i, (text, intent, confidence, slots) in enumerate(turns):
+        ts = start + 60 * i + 1
+        events += [user(text, intent, confidence, channel, ts), ActionExecuted("action_answer", timestamp=ts + 1)]
+        for name, value in slots.items():
+            events.append(SlotSet(name, value(answered_at) if callable(value) else value, timestamp=ts + 1))
+        events += [BotUttered("Antwort", timestamp=ts + 1), ActionExecuted("action_listen", timestamp=ts + 2)]
+        if intent.startswith("ask_"):
+            answered_at = ts + 1
+    return events
+
+
+def rating(value: str, topic, facts, question):
+    return lambda answered_at: {"rating": value, "topic": topic, "facts": facts, "question": question,
+                                "answered_at": answered_at if topic else None}
+
+
+RATED_SEED = [
+    ("H", rated_conversation("socketio", at(6, 10), [
+        ("Was verdient ein Einsteiger?", "ask_salary", 0.9, {}),
+        ("/feedback_unhelpful", "feedback_unhelpful", 1.0,
+         {"answer_feedback": rating("unhelpful", "salary", ["salary-entry"], "Was verdient ein Einsteiger?")}),
+        (f"Mir fehlt Teilzeit, ruf an {PHONE}", "nlu_fallback", 0.2, {"feedback_comment": f"Mir fehlt Teilzeit, ruf an {PHONE}"}),
+        ("Welche Skills brauche ich?", "ask_skills", 0.8, {"feedback_comment": None}),
+        ("/feedback_helpful", "feedback_helpful", 1.0,
+         {"answer_feedback": rating("helpful", "skills", ["skills-overview"], "Welche Skills brauche ich?")}),
+    ])),
+    ("I", rated_conversation("telegram", at(6, 12), [
+        ("/ask_salary", "ask_salary", 1.0, {}),
+        ("/feedback_helpful", "feedback_helpful", 1.0,
+         {"answer_feedback": rating("helpful", "salary", ["salary-overview"], "/ask_salary")}),
+        ("/feedback_unhelpful", "feedback_unhelpful", 1.0,
+         {"answer_feedback": rating("unhelpful", "salary", ["salary-overview"], "/ask_salary")}),
+    ])),
+    ("J", rated_conversation("rest", at(7, 9), [
+        ("das war nicht hilfreich", "feedback_unhelpful", 0.7,
+         {"answer_feedback": rating("unhelpful", None, [], None)}),
+    ])),
+]
+RATED_SENDERS = {name: f"rated-{name}-{uuid.uuid4().hex[:10]}" for name in "HIJ"}
+
+
+def seed_ratings(store: SQLTrackerStore) -> None:
+    for name, events in RATED_SEED:
+        asyncio.run(store.save(DialogueStateTracker.from_events(RATED_SENDERS[name], events)))
+
+
+@pytest.fixture(scope="module")
+def rated_db(tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("rated") / "tracker.db"
+    store = SQLTrackerStore(dialect="sqlite", db=str(path))
+    seed_ratings(store)
+    store.engine.dispose()
+    return f"sqlite:///{path}"
+
+
+@pytest.fixture(scope="module")
+def rated_report(rated_db):
+    return load_report(settings_for(rated_db))
+
+
+def test_satisfaction_per_topic_counts_the_latest_rating_of_each_answer(rated_report):
+    assert [(t.key, t.label, t.helpful, t.unhelpful) for t in rated_report.satisfaction] == [
+        ("salary", "Gehalt", 0, 2),
+        ("skills", "Fähigkeiten", 1, 0),
+        ("", "ohne Thema", 0, 1),
+    ]
+    assert (rated_report.helpful, rated_report.unhelpful) == (1, 3)
+    assert rated_report.helpful_rate == pytest.approx(0.25)
+    assert rated_report.satisfaction[1].helpful_rate == 1.0
+
+
+def test_unhelpful_answers_are_listed_newest_first_with_question_facts_and_masked_comment(rated_report):
+    assert [(a.day, a.label, a.question, a.facts, a.comment) for a in rated_report.unhelpful_answers] == [
+        ("2026-03-07", "ohne Thema", "(Frage nicht gespeichert)", [], None),
+        ("2026-03-06", "Gehalt", "Button „Gehalt“", ["salary-overview"], None),
+        ("2026-03-06", "Gehalt", "Was verdient ein Einsteiger?", ["salary-entry"], "Mir fehlt Teilzeit, ruf an [Telefon]"),
+    ]
+
+
+def test_a_comment_is_not_counted_as_an_unanswered_question(rated_report):
+    assert rated_report.not_understood == 0
+    assert all("Teilzeit" not in g.text for g in rated_report.unanswered)
+    assert rated_report.user_messages == 9  # the comment still counts as a message
+
+
+def test_html_report_shows_ratings_without_personal_data(rated_report, tmp_path):
+    html = write_report(rated_report, tmp_path).read_text(encoding="utf-8")
+    data = (tmp_path / "report.json").read_text(encoding="utf-8")
+    assert "Bewertungen der Antworten" in html and "Als nicht hilfreich bewertete Antworten" in html
+    assert "„Mir fehlt Teilzeit, ruf an [Telefon]“" in html and "gezeigt: salary-entry" in html
+    assert "25,0 %" in html  # answers rated helpful overall: 1 of 4
+    for text in (html, data):
+        assert PHONE not in text and "1234567" not in text
+        for sender in RATED_SENDERS.values():
+            assert sender not in text
+    assert json.loads(data)["satisfaction"][0] == {
+        "key": "salary", "label": "Gehalt", "helpful": 0, "unhelpful": 2, "helpful_rate": 0.0}
+
+
+def test_ratings_read_the_same_from_postgresql(rated_report, postgres_url):
+    from revierlotse.stores.tracker_store import DatabaseTrackerStore
+
+    store = DatabaseTrackerStore(url=postgres_url)
+    seed_ratings(store)
+    store.engine.dispose()
+    assert load_report(settings_for(postgres_url)).as_dict() == rated_report.as_dict()
+
+
+def test_report_without_ratings_says_so(report, tmp_path):
+    html = write_report(report, tmp_path).read_text(encoding="utf-8")
+    assert report.satisfaction == [] and report.unhelpful_answers == []
+    assert "niemand eine Antwort bewertet" in html

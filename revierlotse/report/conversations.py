@@ -7,20 +7,29 @@ between two `session_started` events (Rasa starts a new session after
 `session_expiration_time` of silence). The sender id is only used to keep the rows of
 one sender together while reading and never leaves this module.
 
+Ratings of answers are slot events (actions/feedback.py): `answer_feedback` holds one
+rating with the topic, the facts shown and the question; `feedback_comment` the line a
+user wrote after a 👎, which belongs to the conversation's latest 👎 without one. The
+user message that was that comment is marked, so figures do not count it as a question.
+
 Works on SQLite and PostgreSQL alike (plain SQLAlchemy Core, JSON decoded in Python).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
-from sqlalchemy import Column, Float, Integer, MetaData, String, Table, Text, create_engine, inspect, select
+from sqlalchemy import (Column, Float, Integer, MetaData, String, Table, Text, and_, create_engine, inspect, or_,
+                        select)
 from sqlalchemy.engine import Engine, make_url
 
-USER, BOT, SESSION_STARTED = "user", "bot", "session_started"
+USER, BOT, SESSION_STARTED, SLOT = "user", "bot", "session_started", "slot"
+# Slots that hold feedback (actions/feedback.py) and the rating values they use.
+FEEDBACK_SLOT, COMMENT_SLOT = "answer_feedback", "feedback_comment"
+HELPFUL, UNHELPFUL = "helpful", "unhelpful"
 
 # The columns of Rasa 3.6.21's `SQLTrackerStore.SQLEvent` that the report reads.
 EVENTS = Table(
@@ -30,6 +39,7 @@ EVENTS = Table(
     Column("sender_id", String(255)),
     Column("type_name", String(255)),
     Column("timestamp", Float),
+    Column("action_name", String(255)),  # for slot events: the slot's name
     Column("data", Text),
 )
 
@@ -48,6 +58,21 @@ class Message:
     intent: Optional[str] = None
     confidence: Optional[float] = None
     channel: Optional[str] = None
+    is_feedback_comment: bool = False  # the line written after a 👎, not a question
+
+
+@dataclass
+class Rating:
+    """One 👍/👎 on an answer: its topic, the ids of the facts shown, the question it
+    replied to and, for a 👎, the comment written afterwards."""
+
+    timestamp: float
+    rating: str  # HELPFUL or UNHELPFUL
+    topic: Optional[str] = None
+    facts: List[str] = field(default_factory=list)
+    question: Optional[str] = None
+    answered_at: Optional[float] = None  # timestamp of the rated answer
+    comment: Optional[str] = None
 
 
 @dataclass
@@ -55,6 +80,7 @@ class Conversation:
     """The messages of one conversation session, in order. Carries no sender id."""
 
     messages: List[Message] = field(default_factory=list)
+    ratings: List[Rating] = field(default_factory=list)
 
     @property
     def user_messages(self) -> List[Message]:
@@ -106,6 +132,40 @@ def _message(event: dict, from_user: bool, timestamp: float) -> Message:
     )
 
 
+def _rating(value: Any, timestamp: float) -> Optional[Rating]:
+    if not isinstance(value, dict) or value.get("rating") not in (HELPFUL, UNHELPFUL):
+        return None
+    facts = value.get("facts")
+    answered_at = value.get("answered_at")
+    return Rating(
+        timestamp=timestamp,
+        rating=value["rating"],
+        topic=value.get("topic") if isinstance(value.get("topic"), str) else None,
+        facts=[str(f) for f in facts] if isinstance(facts, list) else [],
+        question=value.get("question") if isinstance(value.get("question"), str) else None,
+        answered_at=float(answered_at) if isinstance(answered_at, (int, float)) else None,
+    )
+
+
+def _add_feedback(conversation: Conversation, slot: Optional[str], value: Any, timestamp: float) -> None:
+    """Apply one feedback slot event to `conversation` (in stored order)."""
+    if slot == FEEDBACK_SLOT:
+        rating = _rating(value, timestamp)
+        if rating is None:
+            return
+        if rating.answered_at is not None:  # rated the same answer again: the latest counts
+            conversation.ratings = [r for r in conversation.ratings if r.answered_at != rating.answered_at]
+        conversation.ratings.append(rating)
+    elif slot == COMMENT_SLOT and isinstance(value, str) and value.strip():
+        open_ratings = [r for r in conversation.ratings if r.rating == UNHELPFUL and r.comment is None]
+        if open_ratings:
+            open_ratings[-1].comment = value.strip()
+        for index in range(len(conversation.messages) - 1, -1, -1):
+            if conversation.messages[index].from_user:
+                conversation.messages[index] = replace(conversation.messages[index], is_feedback_comment=True)
+                break
+
+
 def read_conversations(
     engine: Engine, start: Optional[float] = None, end: Optional[float] = None
 ) -> Iterator[Conversation]:
@@ -117,9 +177,10 @@ def read_conversations(
     """
     if not inspect(engine).has_table(EVENTS.name):
         raise NoConversations("no table 'events'")
-    query = select(EVENTS.c.sender_id, EVENTS.c.type_name, EVENTS.c.timestamp, EVENTS.c.data).where(
-        EVENTS.c.type_name.in_((USER, BOT, SESSION_STARTED))
-    )
+    query = select(EVENTS.c.sender_id, EVENTS.c.type_name, EVENTS.c.timestamp, EVENTS.c.data).where(or_(
+        EVENTS.c.type_name.in_((USER, BOT, SESSION_STARTED)),
+        and_(EVENTS.c.type_name == SLOT, EVENTS.c.action_name.in_((FEEDBACK_SLOT, COMMENT_SLOT))),
+    ))
     if start is not None:
         query = query.where(EVENTS.c.timestamp >= start)
     if end is not None:
@@ -132,7 +193,7 @@ def read_conversations(
         conversation = Conversation()
         for sender_id, type_name, timestamp, data in rows:
             if sender_id != current_sender or type_name == SESSION_STARTED:
-                if conversation.messages:
+                if conversation.messages or conversation.ratings:
                     yield conversation
                 conversation = Conversation()
                 current_sender = sender_id
@@ -142,6 +203,9 @@ def read_conversations(
                 event = json.loads(data or "{}")
             except ValueError:
                 continue  # a row Rasa did not write; skip rather than fail the report
+            if type_name == SLOT:
+                _add_feedback(conversation, event.get("name"), event.get("value"), float(timestamp or 0.0))
+                continue
             conversation.messages.append(_message(event, type_name == USER, float(timestamp or 0.0)))
-        if conversation.messages:
+        if conversation.messages or conversation.ratings:
             yield conversation

@@ -11,6 +11,10 @@ Definitions (they are also explained in the report itself):
   FallbackClassifier threshold of config.yml; out of scope: intent `out_of_scope`.
 - conversation length: user messages per conversation, and minutes from its first to
   its last message.
+- ratings: the 👍/👎 under fact answers, counted on the day they were given; a second
+  rating of the same answer replaces the first. Satisfaction of a topic is the share of
+  👍 among its ratings. The line a user wrote after a 👎 is its comment, not a question:
+  it counts as a message but not as a topic question or as not understood.
 """
 
 from __future__ import annotations
@@ -25,9 +29,9 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
-from revierlotse.intents import topic_of_intent
-from revierlotse.report.conversations import Conversation, Message
-from revierlotse.report.unanswered import QuestionGroup, group_questions
+from revierlotse.intents import BUTTON_INTENT, topic_of_intent
+from revierlotse.report.conversations import HELPFUL, UNHELPFUL, Conversation, Message, Rating
+from revierlotse.report.unanswered import QuestionGroup, group_questions, mask_personal_data
 from revierlotse.settings import PROJECT_ROOT
 
 FALLBACK_INTENT = "nlu_fallback"
@@ -35,6 +39,8 @@ OUT_OF_SCOPE_INTENT = "out_of_scope"
 NOT_UNDERSTOOD, OUT_OF_SCOPE, LOW_CONFIDENCE = "fallback", "out_of_scope", "low_confidence"
 # Rasa's FallbackClassifier default, used when config.yml names no threshold.
 DEFAULT_FALLBACK_THRESHOLD = 0.3
+
+NO_TOPIC_LABEL = "ohne Thema"
 
 WEB, TELEGRAM, SHELL_REST, OTHER = "Web", "Telegram", "Shell/REST", "Sonstige"
 CHANNEL_LABELS = {"socketio": WEB, "telegram": TELEGRAM, "rest": SHELL_REST, "cmdline": SHELL_REST}
@@ -73,6 +79,36 @@ class Share:
 
 
 @dataclass
+class TopicSatisfaction:
+    """👍 and 👎 on the answers of one topic (key "" for answers without a topic)."""
+
+    key: str
+    label: str
+    helpful: int = 0
+    unhelpful: int = 0
+
+    @property
+    def ratings(self) -> int:
+        return self.helpful + self.unhelpful
+
+    @property
+    def helpful_rate(self) -> float:
+        return _rate(self.helpful, self.ratings)
+
+
+@dataclass
+class UnhelpfulAnswer:
+    """An answer rated 👎: the question it replied to and the comment, both masked."""
+
+    day: str
+    topic: str
+    label: str
+    question: str
+    facts: List[str] = field(default_factory=list)
+    comment: Optional[str] = None
+
+
+@dataclass
 class ReportData(_Rates):
     """The whole report as plain data; `render` turns it into HTML, tests read it."""
 
@@ -91,12 +127,28 @@ class ReportData(_Rates):
     channels: List[Share] = field(default_factory=list)
     topics: List[Share] = field(default_factory=list)
     unanswered: List[QuestionGroup] = field(default_factory=list)
+    satisfaction: List[TopicSatisfaction] = field(default_factory=list)
+    unhelpful_answers: List[UnhelpfulAnswer] = field(default_factory=list)  # newest first
 
+    @property
+    def helpful(self) -> int:
+        return sum(t.helpful for t in self.satisfaction)
+
+    @property
+    def unhelpful(self) -> int:
+        return sum(t.unhelpful for t in self.satisfaction)
+
+    @property
+    def helpful_rate(self) -> float:
+        return _rate(self.helpful, self.helpful + self.unhelpful)
 
     def as_dict(self) -> dict:
         data = asdict(self)
         data["not_understood_rate"] = self.not_understood_rate
         data["out_of_scope_rate"] = self.out_of_scope_rate
+        data["helpful"], data["unhelpful"], data["helpful_rate"] = self.helpful, self.unhelpful, self.helpful_rate
+        for topic, figures in zip(data["satisfaction"], self.satisfaction):
+            topic["helpful_rate"] = figures.helpful_rate
         for day, figures in zip(data["days"], self.days):
             day["not_understood_rate"] = figures.not_understood_rate
             day["out_of_scope_rate"] = figures.out_of_scope_rate
@@ -138,6 +190,29 @@ def unanswered_reason(message: Message, threshold: float) -> Optional[str]:
     return None
 
 
+def question_label(text: Optional[str], labels: Dict[str, str]) -> str:
+    """How a rated answer's question is shown: masked text, or the topic button pressed."""
+    if not text:
+        return "(Frage nicht gespeichert)"
+    payload = text.strip()
+    if payload.startswith("/") and BUTTON_INTENT.fullmatch(payload[1:]):
+        topic = topic_of_intent(payload[1:])
+        return f"Button „{labels.get(topic, payload)}“"
+    return mask_personal_data(" ".join(text.split()))
+
+
+def _satisfaction(ratings: List[Rating], labels: Dict[str, str]) -> List[TopicSatisfaction]:
+    topics: Dict[str, TopicSatisfaction] = {}
+    for rating in ratings:
+        key = rating.topic if rating.topic in labels else ""
+        figures = topics.setdefault(key, TopicSatisfaction(key, labels.get(key, NO_TOPIC_LABEL)))
+        if rating.rating == HELPFUL:
+            figures.helpful += 1
+        elif rating.rating == UNHELPFUL:
+            figures.unhelpful += 1
+    return sorted(topics.values(), key=lambda t: (-t.ratings, t.key == "", t.label))
+
+
 def _shares(counts: Counter, labels: Dict[str, str], order: Iterable[str] = ()) -> List[Share]:
     total = sum(counts.values())
     rank = {key: i for i, key in enumerate(order)}
@@ -173,7 +248,9 @@ def compute_report(
     lengths: List[int] = []
     durations: List[float] = []
     unanswered = []
+    ratings: List[Rating] = []
     for conversation in conversations:
+        ratings += conversation.ratings
         users = conversation.user_messages
         if not users:
             continue
@@ -187,6 +264,8 @@ def compute_report(
                 day.bot_messages += 1
                 continue
             day.user_messages += 1
+            if message.is_feedback_comment:
+                continue
             reason = unanswered_reason(message, threshold)
             if reason is None:
                 topic = topic_of_intent(message.intent)
@@ -219,4 +298,17 @@ def compute_report(
         channels=_shares(channels, {c: c for c in CHANNEL_ORDER}, CHANNEL_ORDER),
         topics=sorted(_shares(topics, labels), key=lambda s: (-s.count, s.label)),
         unanswered=group_questions(unanswered),
+        satisfaction=_satisfaction(ratings, labels),
+        unhelpful_answers=[
+            UnhelpfulAnswer(
+                day=day_of(r.timestamp).isoformat(),
+                topic=r.topic if r.topic in labels else "",
+                label=labels.get(r.topic or "", NO_TOPIC_LABEL),
+                question=question_label(r.question, labels),
+                facts=list(r.facts),
+                comment=mask_personal_data(" ".join(r.comment.split())) if r.comment else None,
+            )
+            for r in sorted(ratings, key=lambda r: -r.timestamp)
+            if r.rating == UNHELPFUL
+        ],
     )

@@ -24,6 +24,7 @@ REASON_LABELS = {
 }
 MAX_TOPICS_IN_CHART = 10
 MAX_GROUPS_IN_TABLE = 100  # the rest is in report.json
+MAX_UNHELPFUL_IN_TABLE = 100
 
 
 def _number(value: float, digits: int = 1) -> str:
@@ -155,6 +156,39 @@ def _unanswered_table(data: ReportData) -> str:
     )
 
 
+def _satisfaction_table(data: ReportData) -> str:
+    if not data.satisfaction:
+        return "<p>Im Zeitraum hat niemand eine Antwort bewertet.</p>"
+    rows = "".join(
+        f'<tr><td>{escape(t.label)}</td><td class="n">{t.helpful}</td><td class="n">{t.unhelpful}</td>'
+        f'<td class="n">{_percent(t.helpful_rate)}</td></tr>'
+        for t in data.satisfaction
+    )
+    return (
+        '<table><thead><tr><th>Thema</th><th class="n">👍 hilfreich</th><th class="n">👎 nicht hilfreich</th>'
+        f'<th class="n">Zufriedenheit</th></tr></thead><tbody>{rows}</tbody></table>'
+    )
+
+
+def _unhelpful_table(data: ReportData) -> str:
+    if not data.unhelpful_answers:
+        return "<p>Keine – im Zeitraum wurde keine Antwort als nicht hilfreich bewertet.</p>"
+    rows = []
+    for answer in data.unhelpful_answers[:MAX_UNHELPFUL_IN_TABLE]:
+        facts = f'<div class="variants">gezeigt: {escape(", ".join(answer.facts))}</div>' if answer.facts else ""
+        comment = f"„{escape(answer.comment)}“" if answer.comment else "–"
+        rows.append(
+            f"<tr><td>{_day(answer.day)}</td><td>{escape(answer.label)}</td>"
+            f"<td>„{escape(answer.question)}“{facts}</td><td>{comment}</td></tr>"
+        )
+    more = len(data.unhelpful_answers) - MAX_UNHELPFUL_IN_TABLE
+    note = f'<p class="variants">… und {more} weitere (alle in report.json).</p>' if more > 0 else ""
+    return (
+        "<table><thead><tr><th>Tag</th><th>Thema</th><th>Frage und gezeigte Fakten</th>"
+        f"<th>Was gefehlt hat</th></tr></thead><tbody>{''.join(rows)}</tbody></table>{note}"
+    )
+
+
 def _day_table(data: ReportData) -> str:
     rows = "".join(
         f'<tr><td>{_day(d.day)}</td><td class="n">{d.conversations}</td><td class="n">{d.user_messages}</td>'
@@ -180,6 +214,7 @@ def render_html(data: ReportData, generated_at: datetime) -> str:
         _card(f"{_number(data.avg_duration_minutes)} min", "Ø Dauer eines Gesprächs"),
         _card(_percent(data.not_understood_rate), "nicht verstanden"),
         _card(_percent(data.out_of_scope_rate), "außerhalb des Themas"),
+        _card(_percent(data.helpful_rate) if data.satisfaction else "–", "Antworten hilfreich bewertet"),
     ])
     topics = (
         _img(chart_topics(data), "Häufigste Themen")
@@ -218,6 +253,15 @@ zum Beruf IT Manager in Duisburg.</p></section>
 <p class="variants">Ähnliche Fragen sind zusammengefasst. Hier lohnt es sich, die Wissensbasis
 oder die Trainingsdaten zu ergänzen.</p>
 {_unanswered_table(data)}</section>
+
+<section><h2>Bewertungen der Antworten</h2>
+<p class="variants">👍/👎 unter den Antworten; Zufriedenheit ist der Anteil der 👍 an allen
+Bewertungen eines Themas.</p>
+{_satisfaction_table(data)}
+<h2>Als nicht hilfreich bewertete Antworten</h2>
+<p class="variants">Neueste zuerst, mit der Frage, auf die geantwortet wurde, den gezeigten
+Fakten (Einträge der Wissensbasis) und dem, was laut Nutzer gefehlt hat.</p>
+{_unhelpful_table(data)}</section>
 
 <footer>Erstellt am {generated_at.strftime("%d.%m.%Y um %H:%M")} Uhr aus dem Tracker Store.
 Der Bericht enthält keine Absender-IDs; E-Mail-Adressen, Telefonnummern, Links und lange
