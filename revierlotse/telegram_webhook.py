@@ -2,8 +2,9 @@
 
 Calls the Bot API's setWebhook with TELEGRAM_WEBHOOK_URL, TELEGRAM_SECRET_TOKEN (Telegram
 then sends it in the X-Telegram-Bot-Api-Secret-Token header, which the channel checks),
-drop_pending_updates and only the update types the channel handles. Run it once after
-deploying, and again whenever the URL or the secret changes. The Rasa server itself
+drop_pending_updates and only the update types the channel handles, then setMyCommands
+with the German command menu (/start, /hilfe, /datenschutz, /loeschen). Run it once after
+deploying, and again whenever the URL, the secret or the commands change. The Rasa server itself
 never calls the Bot API at start, so an unreachable Bot API cannot stop the bot.
 
 Exit status: 0 registered, 1 Bot API unreachable or refused, 2 settings incomplete.
@@ -22,7 +23,7 @@ from typing import List, Optional
 import aiohttp
 from aiogram.utils.exceptions import TelegramAPIError, ValidationError
 
-from revierlotse.channels.telegram import HANDLED_UPDATES, make_bot
+from revierlotse.channels.telegram import COMMAND_MENU, HANDLED_UPDATES, make_bot
 from revierlotse.settings import Settings, get_settings
 
 logger = logging.getLogger("revierlotse.telegram_webhook")
@@ -48,8 +49,14 @@ def settings_problems(settings: Settings) -> List[str]:
     return problems
 
 
+def command_menu() -> List[dict]:
+    """The bot's command menu as setMyCommands wants it."""
+    return [{"command": command, "description": description} for command, description in COMMAND_MENU]
+
+
 async def register_webhook(settings: Settings) -> None:
-    """setWebhook with our URL and secret; raises on network or API errors."""
+    """setWebhook with our URL and secret, then the command menu; raises on network or
+    API errors."""
     bot = make_bot(settings.telegram_token, settings.telegram_api_url)
     try:
         await bot.request("setWebhook", {
@@ -58,6 +65,7 @@ async def register_webhook(settings: Settings) -> None:
             "drop_pending_updates": "true",
             "allowed_updates": json.dumps(list(HANDLED_UPDATES)),
         })
+        await bot.request("setMyCommands", {"commands": json.dumps(command_menu(), ensure_ascii=False)})
     finally:
         await bot.session.close()
 
@@ -82,8 +90,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                        "run `make telegram-webhook` again once the Bot API is reachable.",
                        settings.telegram_api_url, error or type(error).__name__)
         return 1
-    logger.info("Telegram webhook registered: %s (secret token set, pending updates dropped)",
-                settings.telegram_webhook_url)
+    logger.info("Telegram webhook registered: %s (secret token set, pending updates dropped); "
+                "command menu set: %s", settings.telegram_webhook_url,
+                ", ".join(f"/{command}" for command, _ in COMMAND_MENU))
     return 0
 
 

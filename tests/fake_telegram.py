@@ -5,8 +5,8 @@
         [call] = api.wait_for(lambda c: c.method == "sendMessage" and c.chat_id == 42)
 
 It answers the methods the bot uses the way Telegram does (sendMessage returns a full
-Message object, which aiogram parses), rejects a wrong token with 401 and unknown
-methods with 404. It runs aiohttp in a background thread, so synchronous tests can
+Message object, which aiogram parses), rejects a wrong token with 401, unknown
+methods with 404 and a command menu Telegram would refuse (setMyCommands) with 400. It runs aiohttp in a background thread, so synchronous tests can
 post webhooks and then wait, with a deadline, for the calls to arrive.
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -22,7 +23,13 @@ from typing import Any, Callable, Dict, List, Optional
 
 from aiohttp import web
 
-JSON_FIELDS = {"reply_markup", "allowed_updates", "entities"}
+JSON_FIELDS = {"reply_markup", "allowed_updates", "entities", "commands"}
+# What the Bot API accepts in setMyCommands.
+BOT_COMMAND = re.compile(r"[a-z0-9_]{1,32}")
+
+
+class BadRequest(Exception):
+    """The Bot API's 400 answer, with Telegram's description."""
 
 
 @dataclass
@@ -48,6 +55,7 @@ class FakeTelegram:
     def __init__(self, token: str) -> None:
         self.token = token
         self.calls: List[Call] = []
+        self.commands: List[Dict[str, Any]] = []  # the menu setMyCommands registered
         self._changed = threading.Condition()
         self._message_ids = itertools.count(1)
         self._loop: Optional[asyncio.AbstractEventLoop] = None
@@ -132,10 +140,15 @@ class FakeTelegram:
         if answer is None:
             return web.json_response({"ok": False, "error_code": 404, "description": "Not Found: method not found"},
                                      status=404)
+        try:
+            result = answer(params)
+        except BadRequest as error:
+            return web.json_response({"ok": False, "error_code": 400, "description": f"Bad Request: {error}"},
+                                     status=400)
         with self._changed:
             self.calls.append(Call(method, params))
             self._changed.notify_all()
-        return web.json_response({"ok": True, "result": answer(params)})
+        return web.json_response({"ok": True, "result": result})
 
     @staticmethod
     async def _params(request: web.Request) -> Dict[str, Any]:
@@ -174,6 +187,21 @@ class FakeTelegram:
 
     def _api_deleteWebhook(self, params: Dict[str, Any]) -> bool:
         return True
+
+    def _api_setMyCommands(self, params: Dict[str, Any]) -> bool:
+        commands = params.get("commands")
+        if not isinstance(commands, list) or not 0 < len(commands) <= 100:
+            raise BadRequest("commands must be a list of 1-100 BotCommand objects")
+        for command in commands:
+            if not BOT_COMMAND.fullmatch(str(command.get("command", ""))):
+                raise BadRequest(f"invalid command name {command.get('command')!r}")
+            if not 1 <= len(str(command.get("description", ""))) <= 256:
+                raise BadRequest("command description must be 1-256 characters")
+        self.commands = commands
+        return True
+
+    def _api_getMyCommands(self, params: Dict[str, Any]) -> List[Dict[str, Any]]:
+        return list(self.commands)
 
     def _api_getMe(self, params: Dict[str, Any]) -> Dict[str, Any]:
         return self._bot_user()

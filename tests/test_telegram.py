@@ -16,7 +16,7 @@ import pytest
 
 from revierlotse import notices
 from revierlotse.channels.telegram import (
-    MESSAGE_LIMIT, TelegramOutput, make_bot, parse_update, split_text,
+    COMMAND_MENU, COMMANDS, MESSAGE_LIMIT, TelegramOutput, make_bot, parse_update, split_text,
 )
 from revierlotse.settings import PROJECT_ROOT
 from tests.conftest import ARTIFACTS, free_port, stack_overrides
@@ -78,6 +78,10 @@ def test_text_without_spaces_and_with_emoji_is_cut_by_utf16_length():
     ("/start@revierlotse_bot", "/greet"),
     ("/start ref-from-flyer", "/greet"),
     ("/hilfe", "/ask_capabilities"),
+    ("/datenschutz", "/privacy_notice"),
+    ("/loeschen", "/delete_data"),
+    ("/loeschen@revierlotse_bot", "/delete_data"),
+    ("/löschen", "/delete_data"),
     ("/ask_salary", "/ask_salary"),  # our own button payload, bare
     ('/ask_salary{"level": "senior"}', 'ask_salary{"level": "senior"}'),  # no slot injection
     ("/restart", "restart"),
@@ -85,6 +89,11 @@ def test_text_without_spaces_and_with_emoji_is_cut_by_utf16_length():
 ])
 def test_typed_text_is_mapped_and_cleaned(typed, for_rasa):
     assert parse_update(text_update(7, typed)).text == for_rasa
+
+
+def test_every_command_in_the_menu_is_one_the_channel_maps():
+    assert [command for command, _ in COMMAND_MENU] == ["start", "hilfe", "datenschutz", "loeschen"]
+    assert all(command in COMMANDS for command, _ in COMMAND_MENU)
 
 
 def test_button_data_goes_through_the_guard():
@@ -155,6 +164,17 @@ def test_webhook_command_registers_url_secret_and_drops_pending_updates(fake_api
     assert call.params["secret_token"] == SECRET
     assert call.params["drop_pending_updates"] == "true"
     assert call.params["allowed_updates"] == ["message", "callback_query"]
+
+
+def test_webhook_command_registers_the_german_command_menu(fake_api):
+    result = run_webhook_command(fake_api.url)
+    assert result.returncode == 0, result.stderr
+    [call] = fake_api.calls_to("setMyCommands")  # the fake refuses what Telegram would refuse
+    assert [c["command"] for c in call.params["commands"]] == ["start", "hilfe", "datenschutz", "loeschen"]
+    descriptions = {c["command"]: c["description"] for c in call.params["commands"]}
+    assert "speichere" in descriptions["datenschutz"] and "löschen" in descriptions["loeschen"]
+    assert fake_api.commands == call.params["commands"]
+    assert "/datenschutz" in result.stderr  # the log line names the registered commands
 
 
 def test_webhook_command_warns_clearly_when_the_bot_api_is_unreachable():

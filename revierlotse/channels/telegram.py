@@ -10,8 +10,10 @@ What one webhook request does:
 - `X-Telegram-Bot-Api-Secret-Token` missing or not TELEGRAM_SECRET_TOKEN: 403
   (constant-time comparison), before the body is even parsed.
 - body not a JSON object, or a message without a chat id: 400.
-- a text message: cleaned (`guard.clean_text`) and handed to Rasa; `/start` becomes
-  `/greet` (greeting with the topic menu), `/help` and `/hilfe` become `/ask_capabilities`.
+- a text message: cleaned (`guard.clean_text`) and handed to Rasa; the bot commands
+  (`COMMANDS`) become our own payloads: `/start` the greeting with the topic menu,
+  `/hilfe` (and `/help`) what the bot can do, `/datenschutz` the privacy notice,
+  `/loeschen` the erasure of the conversation.
 - a sticker, photo, voice note, ... : a short German "only text" hint.
 - a button press (callback_query): answered (the client stops spinning), then its
   payload goes to Rasa as if typed, through the same guard.
@@ -58,8 +60,22 @@ BOT_API_TIMEOUT_SECONDS = 10.0
 HANDLED_UPDATES = ("message", "callback_query")
 
 # Bot commands and the intents they stand for (button payloads the guard lets through).
-COMMANDS = {"start": "/greet", "help": "/ask_capabilities", "hilfe": "/ask_capabilities"}
-_COMMAND = re.compile(r"^/([A-Za-z0-9_]+)(?:@[A-Za-z0-9_]+)?(?:\s.*)?$", re.DOTALL)
+COMMANDS = {
+    "start": "/greet",
+    "help": "/ask_capabilities",
+    "hilfe": "/ask_capabilities",
+    "datenschutz": "/privacy_notice",
+    "loeschen": "/delete_data",
+    "löschen": "/delete_data",  # typed by hand; Telegram's menu commands are ASCII only
+}
+# The command menu `make telegram-webhook` registers (setMyCommands), in menu order.
+COMMAND_MENU = (
+    ("start", "Begrüßung und Themen"),
+    ("hilfe", "Was ich beantworten kann"),
+    ("datenschutz", "Was ich speichere und wie lange"),
+    ("loeschen", "Unser Gespräch sofort löschen"),
+)
+_COMMAND = re.compile(r"^/(\w+)(?:@\w+)?(?:\s.*)?$", re.DOTALL)
 
 # Message contents a person sends that we cannot read; they get notices.ONLY_TEXT.
 # (Service messages such as new_chat_members are ignored silently.)
