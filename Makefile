@@ -25,8 +25,9 @@ $(STAMP): pyproject.toml
 	  $$uv pip install --python $(PY) --compile-bytecode -e ".[dev]"
 	@touch $(STAMP)
 
-# The website widget: rasa-webchat from npm (web/package-lock.json), served by revierlotse.web.
-WEBCHAT := web/node_modules/rasa-webchat/lib/index.js
+# The website widget: deep-chat and socket.io-client from npm, pinned in web/package-lock.json
+# (with axe-core, a dev dependency, for the browser tests), served by revierlotse.web.
+WEBCHAT := web/node_modules/deep-chat/dist/deepChat.bundle.js
 $(WEBCHAT): web/package.json web/package-lock.json
 	cd web && npm ci --no-audit --no-fund
 	@touch $(WEBCHAT)

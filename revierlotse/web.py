@@ -1,11 +1,12 @@
 """The website: a landing page with the chat widget, `python -m revierlotse.web`.
 
 Serves only what the page needs, from a fixed list: the files directly in web/
-(index.html, style.css, app.js), the rasa-webchat bundle that `make install` puts in
-web/node_modules, `/config.json` (where the widget finds Rasa's socket.io channel)
-and `/health`. Every response carries a Content-Security-Policy that allows scripts
-from this server only, so even a link or markup that slipped into a chat bubble
-cannot run script.
+(index.html, style.css, app.js), the two widget bundles that `make install` puts in
+web/node_modules (deep-chat, socket.io-client), `/config.json` (where the widget finds
+Rasa's socket.io channel) and `/health`. The page's privacy notice names the retention
+period: `{{RETENTION}}` in index.html becomes RETENTION_DAYS ("30 Tage"). Every
+response carries a Content-Security-Policy that allows scripts from this server only,
+so even a link or markup that slipped into a chat bubble cannot run script.
 """
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ from urllib.parse import urlsplit
 from revierlotse.settings import PROJECT_ROOT, Settings, get_settings
 
 WEB_DIR = PROJECT_ROOT / "web"
-WEBCHAT_BUNDLE = WEB_DIR / "node_modules" / "rasa-webchat" / "lib" / "index.js"
+NODE_MODULES = WEB_DIR / "node_modules"
+# URL path -> the npm file it serves (versions pinned in web/package-lock.json).
+VENDOR = {
+    "/vendor/deep-chat.js": NODE_MODULES / "deep-chat" / "dist" / "deepChat.bundle.js",
+    "/vendor/socket.io.js": NODE_MODULES / "socket.io-client" / "dist" / "socket.io.min.js",
+}
+RETENTION_TOKEN = b"{{RETENTION}}"
 PAGE_FILES = {".html", ".css", ".js", ".svg", ".png", ".ico"}
 
 logger = logging.getLogger("revierlotse.web")
@@ -53,12 +60,17 @@ def widget_config(settings: Settings) -> dict:
     return {"socketUrl": settings.web_socket_url or None, "rasaPort": settings.rasa_port}
 
 
+def retention_text(days: int) -> str:
+    """How long conversations are kept, as the privacy notice says it: "30 Tage" (no line break inside)."""
+    return f"{days}\u00a0Tag" if days == 1 else f"{days}\u00a0Tage"
+
+
 def resolve(path: str) -> Optional[Path]:
-    """The file for a URL path, or None: only top-level page files and the widget bundle."""
+    """The file for a URL path, or None: only top-level page files and the widget bundles."""
     if path == "/":
         return WEB_DIR / "index.html"
-    if path == "/vendor/webchat.js":
-        return WEBCHAT_BUNDLE
+    if path in VENDOR:
+        return VENDOR[path]
     name = path.lstrip("/")
     if "/" in name or "\\" in name or name.startswith(".") or Path(name).suffix not in PAGE_FILES:
         return None
@@ -80,12 +92,15 @@ class PageHandler(BaseHTTPRequestHandler):
             return self._send(HTTPStatus.OK, body, "application/json")
         file = resolve(path)
         if file is None or not file.is_file():
-            hint = " (run `make install`)" if file == WEBCHAT_BUNDLE else ""
+            hint = " (run `make install`)" if file in VENDOR.values() else ""
             return self._send(HTTPStatus.NOT_FOUND, f"Nicht gefunden{hint}\n".encode(), "text/plain; charset=utf-8")
         ctype = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
         if ctype.startswith("text/") or ctype.endswith("javascript"):
             ctype += "; charset=utf-8"
-        self._send(HTTPStatus.OK, file.read_bytes(), ctype)
+        body = file.read_bytes()
+        if file.suffix == ".html":
+            body = body.replace(RETENTION_TOKEN, retention_text(self.settings.retention_days).encode())
+        self._send(HTTPStatus.OK, body, ctype)
 
     def do_HEAD(self) -> None:  # noqa: N802
         self.do_GET()
@@ -119,8 +134,9 @@ def page_url(settings: Settings) -> str:
 def main() -> None:
     settings = get_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    if not WEBCHAT_BUNDLE.is_file():
-        logger.warning("widget bundle missing at %s: run `make install`", WEBCHAT_BUNDLE)
+    for bundle in VENDOR.values():
+        if not bundle.is_file():
+            logger.warning("widget bundle missing at %s: run `make install`", bundle)
     server = make_server(settings)
     logger.info("serving the website at %s", page_url(settings))
     try:
