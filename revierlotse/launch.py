@@ -1,7 +1,8 @@
 """Entry point for every Rasa process: `python -m revierlotse.launch rasa ARGS` or `... actions`.
 
 It reads the settings (environment + `.env`) once, exports the variables that
-endpoints.yml and credentials.yml expand, applies Revierlotse's Rasa patches and then
+endpoints.yml and credentials.yml expand, applies Revierlotse's Rasa patches
+(`revierlotse.rasa36`) and then
 hands over to the Rasa CLI or the rasa-sdk action server.
 """
 
@@ -45,9 +46,15 @@ def run_rasa(args: List[str]) -> None:
     if problem:
         sys.exit(problem)
     export_environment()
-    from revierlotse import rasa_patches
+    from revierlotse import rasa36
 
-    rasa_patches.apply()
+    speedups = get_settings().rasa_speedups
+    try:
+        rasa36.apply(speedups)
+    except (rasa36.RasaVersionError, rasa36.PatchTargetError) as error:
+        sys.exit(f"Refusing to start: {error}")
+    print(f"Rasa {rasa36.RASA_VERSION} patched by revierlotse.rasa36 (speed-ups {'on' if speedups else 'off'})",
+          file=sys.stderr, flush=True)
     from rasa.__main__ import main as rasa_main
 
     sys.argv = ["rasa", *args]

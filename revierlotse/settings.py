@@ -61,6 +61,9 @@ class Settings:
     # Days in the operator report (`make report`) are calendar days in this time zone.
     report_timezone: str = "Europe/Berlin"
     log_level: str = "INFO"
+    # Rasa patches that only make it faster (revierlotse.rasa36.speedups); false: off,
+    # the behaviour patches (turn guard, apology, version hiding) stay.
+    rasa_speedups: bool = True
 
     @property
     def action_endpoint_url(self) -> str:

@@ -1,4 +1,4 @@
-"""What happens around every turn, whatever the channel (installed by rasa_patches).
+"""What happens around every turn, whatever the channel (installed by revierlotse.rasa36).
 
 - `TurnGate.handle` wraps Rasa's `Agent.handle_message`: per-sender rate limit, empty
   and over-long text answered with a friendly German reply instead of a turn, any

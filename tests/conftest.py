@@ -67,7 +67,7 @@ def new_sender() -> str:
     return f"test-{uuid.uuid4().hex[:12]}"
 
 
-# The real services every machine here has (see RASA-NOTES.md); tests skip, naming the
+# The real services the test machines run (PostgreSQL, Redis); tests skip, naming the
 # reason, only when a service is not reachable at all.
 POSTGRES_TEST_URL = "postgresql://postgres@127.0.0.1:5432/test"
 REDIS_TEST_URL = "redis://127.0.0.1:6379/0"
@@ -137,8 +137,36 @@ def kb_url(tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
-def bot(model, kb_url) -> Bot:
-    """The real action server and Rasa server, shared by the end-to-end tests."""
+def bot_with_speedups(model, kb_url) -> Bot:
+    """The real action server and Rasa server (RASA_SPEEDUPS on, the default)."""
     stack = Stack.default(model, stack_overrides(kb_url), log_dir=ARTIFACTS / "logs" / "session")
     with stack:
         yield Bot(stack)
+
+
+@pytest.fixture(scope="session")
+def bot(bot_with_speedups) -> Bot:
+    """The running bot shared by the end-to-end tests."""
+    return bot_with_speedups
+
+
+@pytest.fixture(scope="session")
+def bot_without_speedups(model, kb_url) -> Bot:
+    """Like `bot`, with RASA_SPEEDUPS=false: Rasa with the behaviour patches only."""
+    stack = Stack.default(model, stack_overrides(kb_url, RASA_SPEEDUPS="false"),
+                          log_dir=ARTIFACTS / "logs" / "without-speedups")
+    with stack:
+        yield Bot(stack)
+
+
+# The core end-to-end tests run once with the speed-ups and once without: the speed-ups
+# must not change a single reply. A test module opts in by overriding `bot`:
+#
+#     @pytest.fixture(params=WITH_AND_WITHOUT_SPEEDUPS)
+#     def bot(request):
+#         return with_or_without_speedups(request)
+WITH_AND_WITHOUT_SPEEDUPS = [pytest.param(True, id="speedups"), pytest.param(False, id="no-speedups")]
+
+
+def with_or_without_speedups(request) -> Bot:
+    return request.getfixturevalue("bot_with_speedups" if request.param else "bot_without_speedups")

@@ -10,8 +10,8 @@ from rasa.shared.core.events import (
     ActionExecuted, ActiveLoop, BotUttered, Restarted, SlotSet, UserUttered, UserUtteranceReverted)
 from rasa.shared.core.trackers import DialogueStateTracker
 
-from revierlotse import rasa_patches
-from revierlotse.dialogue_states import IncrementalStates
+from revierlotse import rasa36
+from revierlotse.rasa36.dialogue_states import IncrementalStates
 from revierlotse.settings import PROJECT_ROOT
 
 TEST_DOMAIN = """
@@ -38,7 +38,7 @@ RULE_ONLY = {"slots": ["rule_only_flag"], "loops": ["info_form"]}
 
 
 def original(domain, tracker, **flags):
-    return rasa_patches._rasa_states_for_tracker_history(domain, tracker, **flags)
+    return rasa36.original("rasa.shared.core.domain", "Domain.states_for_tracker_history")(domain, tracker, **flags)
 
 
 def sharing(states):
@@ -77,7 +77,7 @@ def random_turn(rng: random.Random, step: int):
     {"ignore_rule_only_turns": True, "rule_only_data": None, "omit_unset_slots": True},
 ])
 def test_states_equal_rasas_as_the_conversation_grows(seed, flags):
-    rasa_patches.build_dialogue_states_incrementally()
+    rasa36.apply()
     domain = Domain.from_yaml(TEST_DOMAIN)
     rng = random.Random(seed)
     incremental = IncrementalStates(size=4)
@@ -101,7 +101,7 @@ def test_states_equal_rasas_as_the_conversation_grows(seed, flags):
 
 
 def test_the_patch_serves_rasas_domain_method_and_keeps_conversations_apart():
-    rasa_patches.build_dialogue_states_incrementally()
+    rasa36.apply()
     domain = Domain.load(PROJECT_ROOT / "domain.yml")
     a = DialogueStateTracker.from_events("a", [ActionExecuted("action_listen"),
                                                UserUttered("hi", {"name": "greet", "confidence": 1.0})],

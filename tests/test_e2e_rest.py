@@ -6,9 +6,15 @@ import re
 
 import pytest
 
-from tests.conftest import new_sender
+from tests.conftest import WITH_AND_WITHOUT_SPEEDUPS, new_sender, with_or_without_speedups
 
 pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(params=WITH_AND_WITHOUT_SPEEDUPS)
+def bot(request):
+    """Every test here talks to Rasa with its speed-ups and to Rasa without them."""
+    return with_or_without_speedups(request)
 EURO_FIGURE = re.compile(r"\d[\d.]*\s*(€|EUR|Euro)")
 
 

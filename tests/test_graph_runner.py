@@ -14,9 +14,9 @@ TEXTS = heldout_questions()[::9] + ["", "😀", "/ask_salary", "Was verdient man
 
 @pytest.fixture(scope="module")
 def agent(model):
-    from revierlotse import rasa_patches
+    from revierlotse import rasa36
 
-    rasa_patches.apply()
+    rasa36.apply()
     from rasa.core.agent import load_agent
 
     return asyncio.run(load_agent(model_path=str(model)))
@@ -25,7 +25,7 @@ def agent(model):
 def runners(agent):
     from rasa.engine.runner.dask import DaskGraphRunner
 
-    from revierlotse.graph_runner import SequentialGraphRunner
+    from revierlotse.rasa36.graph_runner import SequentialGraphRunner
 
     served = agent.processor.graph_runner
     assert type(served) is SequentialGraphRunner  # the patch is what the server loads

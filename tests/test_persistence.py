@@ -240,7 +240,7 @@ def test_trackers_a_fresh_load_would_differ_from_are_not_kept(database_url, proj
 
 def test_purge_new_model_and_the_bound_all_end_a_kept_tracker(database_url, project_domain, monkeypatch):
     from revierlotse.purge import purge_conversations
-    from revierlotse.stores import tracker_store
+    from revierlotse.rasa36 import tracker_store
 
     sender, when = new_sender(), time.time() - 40 * DAY
     store = DatabaseTrackerStore(domain=project_domain, host=database_url)
@@ -291,10 +291,10 @@ def test_kept_trackers_equal_fresh_loads_through_real_turns(model, bot, tmp_path
     from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
     from rasa.utils.endpoints import EndpointConfig
 
-    from revierlotse import rasa_patches
+    from revierlotse import rasa36
     from revierlotse.bench.runner import heldout_questions
 
-    rasa_patches.apply()
+    rasa36.apply()
     url = f"sqlite:///{tmp_path / 'conversations.db'}"
     store = DatabaseTrackerStore(host=url)
     agent = Agent.load(str(model), tracker_store=store,

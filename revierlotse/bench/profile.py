@@ -79,7 +79,7 @@ def main(argv=None) -> None:
     parser.add_argument("--duration", type=float, default=20.0)
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     parser.add_argument("--unpatched", action="store_true",
-                        help="run Rasa without revierlotse.rasa_patches (the 'before' figures)")
+                        help="run Rasa without revierlotse.rasa36 (the 'before' figures)")
     args = parser.parse_args(argv)
     os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
 

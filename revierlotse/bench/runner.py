@@ -50,7 +50,7 @@ STOCK_CONFIG = "revierlotse/bench/stock-config.yml"
 RESULTS = PROJECT_ROOT / "results"
 LOGS = PROJECT_ROOT / "artifacts" / "bench"
 
-# Targets from issue 9 (this 2-core machine).
+# Performance targets (docs/performance.md), for a 2-core machine.
 TARGET_P95_MS_AT_10 = 150.0
 TARGET_THROUGHPUT_FACTOR_AT_10 = 2.0
 TARGET_TRAINING_S = 60.0
@@ -61,7 +61,7 @@ TARGET_READY_S = 25.0
 class Contender:
     label: str  # key in the results
     config: str  # config path relative to the project root
-    our_serving: bool  # rasa_patches + one replica per core (Redis locks); else Rasa as shipped
+    our_serving: bool  # rasa36 patches + one replica per core (Redis locks); else Rasa as shipped
     title: str  # column header
 
 
@@ -72,7 +72,7 @@ CONTENDERS = (
 )
 BASELINES = ("stock", "stock-our-serving")  # ratios: revierlotse against each
 
-# `python -m revierlotse.launch rasa ...` without revierlotse.rasa_patches: Rasa as shipped.
+# `python -m revierlotse.launch rasa ...` without revierlotse.rasa36: Rasa as shipped.
 UNPATCHED_RASA = (
     "import sys; from revierlotse.launch import export_environment; export_environment(); "
     "from rasa.__main__ import main; sys.argv = ['rasa', *sys.argv[1:]]; main()"
@@ -81,7 +81,7 @@ DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def without_patches(rasa) -> None:
-    """Make a Rasa server `Service` run Rasa as shipped (no revierlotse.rasa_patches)."""
+    """Make a Rasa server `Service` run Rasa as shipped (no revierlotse.rasa36)."""
     rasa.argv = [rasa.argv[0], "-c", UNPATCHED_RASA, *rasa.argv[rasa.argv.index("rasa") + 1:]]
 
 _ANNOTATION = re.compile(r"\[([^\]]+)\](\{[^}]*\}|\([^)]*\))")
@@ -575,7 +575,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     if "revierlotse" in results:
         run["targets"] = target_check(results)
         headings = {
-            "target": "targets of issue 9 (this machine; throughput against the stock config as Rasa serves it):",
+            "target": "targets (throughput against the stock config as Rasa serves it):",
             "reference": "the configuration alone (the stock config served like ours), against the same 2x:",
         }
         for kind, heading in headings.items():
