@@ -3,7 +3,7 @@
     POST /webhooks/rest/webhook   {"sender": "anna-42", "message": "Was verdient man?"}
     -> 200 [{"recipient_id": "anna-42", "text": "..."}, ...]
 
-Differences to Rasa's `rest` channel (see RASA-NOTES.md "Channels"):
+Differences to Rasa's `rest` channel (see docs/rasa-3.6-notes.md, "Channels"):
 - the body is read in chunks and refused with 413 beyond MAX_REQUEST_BYTES, before
   it is parsed; a message longer than MAX_MESSAGE_CHARS gets 413 as well;
 - the body must be a UTF-8 JSON object sent as application/json, `sender` a sane id
