@@ -76,6 +76,11 @@ class IncrementalStates:
         self._walks: "OrderedDict[Tuple, _Walk]" = OrderedDict()
         self._size = size
 
+    def forget(self, sender_id: str) -> None:
+        """Drop the replays kept for `sender_id` (its conversation was erased)."""
+        for key in [key for key in self._walks if key[0] == sender_id]:
+            del self._walks[key]
+
     def states(self, domain, tracker, omit_unset_slots=False, ignore_rule_only_turns=False,
                rule_only_data=None) -> List[Dict]:
         from rasa.shared.core.events import ActionExecuted

@@ -164,9 +164,11 @@ def _build_dialogue_states_incrementally(_originals: Dict[str, Any]) -> Dict[str
     message (replaying the whole conversation each time); now once per message, the
     later predictions on the same tracker replaying only the events added since. Same
     states, tested against Rasa's method."""
+    from revierlotse.erasure import on_erasure
     from revierlotse.rasa36.dialogue_states import IncrementalStates
 
     incremental = INCREMENTAL_STATES.setdefault("served", IncrementalStates())
+    on_erasure(incremental.forget)  # an erased conversation leaves no replay behind
 
     def states_for_tracker_history(self, tracker, omit_unset_slots=False, ignore_rule_only_turns=False,
                                    rule_only_data=None):

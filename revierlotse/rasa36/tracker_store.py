@@ -28,6 +28,9 @@ current-session rows as it has events, and none newer than its last event. A wri
 another replica, a purge or a new session changes that, and the tracker is loaded from
 the database as before. A kept tracker is handed out once (the next save keeps it
 again), so no two callers share one.
+
+A save whose new events carry the erasure marker (`revierlotse.erasure`) deletes every
+row of the sender instead, drops the kept tracker and tells the other in-process caches.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from rasa.shared.nlu.constants import INTENT_NAME_KEY
 from sqlalchemy.orm import sessionmaker
 
 from revierlotse.db import make_engine
+from revierlotse.erasure import forget_in_memory, requests_erasure
 from revierlotse.rasa36.core import Patch, PatchTargetError, Target, check_rasa_version, check_targets
 
 _SQL = "rasa.core.tracker_store"
@@ -113,6 +117,7 @@ def _statements(events: sa.Table) -> Dict[str, Any]:
             sa.select(sa.func.max(events.c.timestamp)).where(events.c.sender_id == sender).scalar_subquery(),
         ),
         "insert": events.insert(),
+        "erase": events.delete().where(events.c.sender_id == sender),
     }
 
 
@@ -181,7 +186,11 @@ class DatabaseTrackerStore(SQLTrackerStore):
         return tracker
 
     async def save(self, tracker: DialogueStateTracker) -> None:
-        """Append the tracker's events that the database does not have yet."""
+        """Append the tracker's events that the database does not have yet, or erase the
+        conversation when this turn asked for it."""
+        if self._asks_for_erasure(tracker):
+            self.erase(tracker.sender_id)
+            return
         await self.stream_events(tracker)
         ours = getattr(tracker, _STORED, None) is not None  # loaded or saved by this store before
         with self.engine.begin() as connection:
@@ -192,6 +201,24 @@ class DatabaseTrackerStore(SQLTrackerStore):
         self._forget(tracker.sender_id)
         if ours and tracker.events:  # not one built elsewhere (e.g. by the HTTP API)
             self._keep(tracker)
+
+    @staticmethod
+    def _asks_for_erasure(tracker: DialogueStateTracker) -> bool:
+        """Whether the events not stored yet (all, for a tracker we do not know) carry
+        the erasure marker."""
+        stored = getattr(tracker, _STORED, None)
+        start = stored if stored is not None and stored <= len(tracker.events) else 0
+        return requests_erasure(itertools.islice(tracker.events, start, None))
+
+    def erase(self, sender_id: Text) -> int:
+        """Delete every stored event of `sender_id` (all sessions) and whatever this process
+        keeps of the conversation; returns the number of rows deleted."""
+        with self.engine.begin() as connection:
+            deleted = connection.execute(self._sql["erase"], {"sender_id": sender_id}).rowcount
+        self._forget(sender_id)
+        forget_in_memory(sender_id)
+        logger.info("Erased a conversation on request (%d stored events).", deleted)
+        return deleted
 
     def _keep(self, tracker: DialogueStateTracker) -> None:
         """Keep `tracker` with the mark a fresh load must find: as many current-session
