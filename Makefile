@@ -8,7 +8,7 @@ STAMP   := $(VENV)/.installed
 export RASA_TELEMETRY_ENABLED := false
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help install kb train run shell test test-fast validate eval-nlu purge clean
+.PHONY: help install kb train run shell test test-fast validate eval eval-nlu purge clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -72,6 +72,10 @@ test: install kb train ## run every test (unit, NLU, stories, end to end)
 
 test-fast: $(STAMP) ## unit tests only (no servers)
 	$(PY) -m pytest -ra -m "not e2e"
+
+.PHONY: eval
+eval: kb train ## answer-level evaluation on the blind question sets (tests/eval/): accuracy, misleading answers, abstention
+	$(PY) -m revierlotse.evaluation.answers $(EVAL_ARGS)
 
 eval-nlu: train ## NLU accuracy on the held-out set, ours against a TF-IDF baseline
 	$(PY) -m revierlotse.evaluation.nlu

@@ -16,6 +16,7 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
+from actions.feedback import feedback_buttons
 from revierlotse.intents import payload_for_topic, topic_of_intent
 from revierlotse.kb import Answer, KnowledgeBase
 from revierlotse.kb.models import QUALIFIER_NAMES
@@ -24,8 +25,6 @@ from revierlotse.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
-HOME_PLACE = "duisburg"  # canonical value of every Duisburg/Ruhr place (data/nlu/entities.yml)
-MAX_TOPICS_PER_MESSAGE = 3
 CLARIFY_CANDIDATES = 3
 CLARIFY_MIN_CONFIDENCE = 0.05
 
@@ -46,6 +45,22 @@ def latest_entity(tracker: Tracker, name: str) -> Optional[str]:
 
 def user_qualifiers(tracker: Tracker) -> Dict[str, Optional[str]]:
     return {name: tracker.get_slot(name) for name in QUALIFIER_NAMES}
+
+
+def topic_prior(tracker: Tracker) -> Dict[str, float]:
+    """The NLU's confidence per topic (intent `ask_<topic>`), for ranking facts."""
+    prior: Dict[str, float] = {}
+    for ranked in tracker.latest_message.get("intent_ranking") or []:
+        topic = topic_of_intent(ranked.get("name"))
+        if topic:
+            prior[topic] = max(prior.get(topic, 0.0), float(ranked.get("confidence") or 0.0))
+    return prior
+
+
+def question_text(tracker: Tracker) -> str:
+    """The user's words; empty for a button payload (`/ask_salary`), which names a topic."""
+    text = str(tracker.latest_message.get("text") or "")
+    return "" if text.startswith("/") else text
 
 
 class KnowledgeAction(Action, ABC):
@@ -77,37 +92,31 @@ class KnowledgeAction(Action, ABC):
 
     # -- shared replies ----------------------------------------------------------
     @staticmethod
-    def say_answer(dispatcher: CollectingDispatcher, answer: Answer) -> List[EventType]:
-        dispatcher.utter_message(text=answer.text)
-        return [SlotSet("topic", answer.topic), SlotSet("shown_entries", list(answer.entry_ids))]
+    def say_answer(dispatcher: CollectingDispatcher, kb: KnowledgeBase, answer: Answer) -> List[EventType]:
+        if answer.needs_menu:
+            dispatcher.utter_message(text=answer.text, buttons=topic_buttons(kb.menu()))
+        else:
+            dispatcher.utter_message(text=answer.text, buttons=feedback_buttons())
+        return [SlotSet("topic", answer.topic), SlotSet("shown_entries", [*answer.entry_ids, *answer.offered])]
 
     @staticmethod
     def say_with_menu(dispatcher: CollectingDispatcher, kb: KnowledgeBase, *reply_keys: str, **values: str) -> None:
         text = "\n\n".join(kb.reply(key, **values) for key in reply_keys)
         dispatcher.utter_message(text=text, buttons=topic_buttons(kb.menu()))
 
-    def answer_topic(self, dispatcher: CollectingDispatcher, tracker: Tracker, kb: KnowledgeBase, topic: str,
-                     new_qualifiers: Sequence[str] = ()) -> List[EventType]:
-        """Answer `topic` for this user, or say honestly that a named place is not covered.
+    def answer_question(self, tracker: Tracker, kb: KnowledgeBase, topics: Sequence[str] = ()) -> List[Answer]:
+        """The knowledge layer's answers to the user's own words (one per topic asked)."""
+        return kb.answer_question(
+            question_text(tracker), topic_prior(tracker), user_qualifiers(tracker),
+            place=latest_entity(tracker, "place"), previous_topic=tracker.get_slot("topic"), topics=topics,
+            mentioned=[name for name in QUALIFIER_NAMES if latest_entity(tracker, name)],
+        )
 
-        `new_qualifiers` are the qualifier names the user just mentioned; if the answer
-        has nothing specific for one of them, the reply says so before the general answer.
-        """
-        place = latest_entity(tracker, "place")
-        if place and place.lower() != HOME_PLACE:
-            self.say_with_menu(dispatcher, kb, "other_place", place=place[:1].upper() + place[1:])
-            return [SlotSet("topic", topic)]
-        qualifiers = user_qualifiers(tracker)
-        answer = kb.answer(topic, **qualifiers)
-        labels = kb.qualifier_values()
-        uncovered = [
-            labels[name][qualifiers[name]]
-            for name in new_qualifiers
-            if name not in answer.qualifiers and qualifiers.get(name) in labels.get(name, {})
-        ]
-        if uncovered:
-            dispatcher.utter_message(text=kb.reply("qualifier_not_covered", facts=", ".join(uncovered)).strip())
-        return self.say_answer(dispatcher, answer)
+    def say_answers(self, dispatcher: CollectingDispatcher, kb: KnowledgeBase, answers: Sequence[Answer]) -> List[EventType]:
+        events: List[EventType] = []
+        for answer in answers:
+            events += self.say_answer(dispatcher, kb, answer)
+        return events
 
 
 class ActionShowMenu(KnowledgeAction):
@@ -123,9 +132,10 @@ class ActionShowMenu(KnowledgeAction):
 
 
 class ActionAnswerTopic(KnowledgeAction):
-    """A fact question: the topic is the intent name without its `ask_` prefix.
+    """A fact question: the facts that answer it, or an honest "not covered" first.
 
-    A question naming several topics (NLU's `topics`) gets one answer per topic.
+    A button payload (`/ask_salary`) gets the topic's overview; a question that NLU
+    found to ask about several topics (`topics`) can get one answer per topic.
     """
 
     def name(self) -> Text:
@@ -134,26 +144,40 @@ class ActionAnswerTopic(KnowledgeAction):
     def respond(self, dispatcher, tracker, kb):
         intents = tracker.latest_message.get("topics") or [tracker.get_intent_of_latest_message()]
         topics = [t for t in dict.fromkeys(map(topic_of_intent, intents)) if kb.has_topic(t)]
-        if not topics:
-            self.say_with_menu(dispatcher, kb, "out_of_scope", "offer")
-            return []
-        events: List[EventType] = []
-        for topic in topics[:MAX_TOPICS_PER_MESSAGE]:
-            events += self.answer_topic(dispatcher, tracker, kb, topic)
-        return events
+        if not question_text(tracker):
+            if not topics:
+                self.say_with_menu(dispatcher, kb, "out_of_scope", "offer")
+                return []
+            return self.say_answer(dispatcher, kb, kb.answer_topic(topics[0], **user_qualifiers(tracker)))
+        return self.say_answers(dispatcher, kb, self.answer_question(tracker, kb, topics))
 
 
 class ActionInform(KnowledgeAction):
-    """The user told us about themselves or narrowed the question: re-answer the topic."""
+    """The user told us about themselves or narrowed the question ("und als Einsteiger?").
+
+    With a topic under way, the facts of that topic meant for what they just told
+    lead; a topic with none for it says so before its general answer.
+    """
 
     def name(self) -> Text:
         return "action_inform"
 
     def respond(self, dispatcher, tracker, kb):
         topic = tracker.get_slot("topic")
-        if topic and kb.has_topic(topic):
-            mentioned = [n for n in QUALIFIER_NAMES if latest_entity(tracker, n)]
-            return self.answer_topic(dispatcher, tracker, kb, topic, new_qualifiers=mentioned)
+        mentioned = [n for n in QUALIFIER_NAMES if latest_entity(tracker, n)]
+        place = latest_entity(tracker, "place")
+        if topic and kb.has_topic(topic) and mentioned and not place:
+            qualifiers = user_qualifiers(tracker)
+            answer = kb.follow_up(topic, mentioned, **qualifiers)
+            if answer is None:
+                labels = kb.qualifier_values()
+                told = [labels[n][qualifiers[n]] for n in mentioned if qualifiers.get(n) in labels.get(n, {})]
+                if told:
+                    dispatcher.utter_message(text=kb.reply("qualifier_not_covered", facts=", ".join(told)).strip())
+                answer = kb.answer_topic(topic, **qualifiers)
+            return self.say_answer(dispatcher, kb, answer)
+        if topic and kb.has_topic(topic) or place or question_text(tracker) and not mentioned:
+            return self.say_answers(dispatcher, kb, self.answer_question(tracker, kb))
         labels = kb.qualifier_values()
         facts = [labels[name][value] for name, value in user_qualifiers(tracker).items() if value in labels.get(name, {})]
         if facts:
@@ -195,26 +219,37 @@ class ActionForget(KnowledgeAction):
 
 
 class ActionOutOfScope(KnowledgeAction):
-    """A question the article cannot answer: say so, never guess, offer the menu."""
+    """NLU found the question outside the article: say so, and say what exactly is not
+    covered where the knowledge base recognises it. A question the facts answer
+    clearly (a fact scores above the answer threshold without any topic prior) is
+    answered after all."""
 
     def name(self) -> Text:
         return "action_out_of_scope"
 
     def respond(self, dispatcher, tracker, kb):
+        if question_text(tracker):
+            answers = self.answer_question(tracker, kb)
+            if answers[0].uncovered != "unknown":
+                return self.say_answers(dispatcher, kb, answers)
         self.say_with_menu(dispatcher, kb, "out_of_scope", "offer")
         return []
 
 
 class ActionClarify(KnowledgeAction):
-    """First stage of the fallback: "Meintest du ...?" with the likeliest topics as buttons.
-
-    With no plausible topic at all it goes straight to the honest fallback.
+    """First stage of the fallback. A fact that answers the question clearly, or a
+    recognised "not covered", is said; otherwise "Meintest du ...?" with the likeliest
+    topics as buttons, or the honest fallback when no topic is plausible at all.
     """
 
     def name(self) -> Text:
         return "action_clarify"
 
     def respond(self, dispatcher, tracker, kb):
+        if question_text(tracker):
+            answers = self.answer_question(tracker, kb)
+            if answers[0].uncovered != "unknown":
+                return self.say_answers(dispatcher, kb, answers)
         labels = dict(kb.topics())
         candidates = [
             topic_of_intent(r.get("name"))
@@ -222,7 +257,8 @@ class ActionClarify(KnowledgeAction):
             if topic_of_intent(r.get("name")) in labels and r.get("confidence", 0) >= CLARIFY_MIN_CONFIDENCE
         ][:CLARIFY_CANDIDATES]
         if not candidates:
-            return ActionOutOfScope.respond(self, dispatcher, tracker, kb)
+            self.say_with_menu(dispatcher, kb, "out_of_scope", "offer")
+            return []
         buttons = topic_buttons([(t, labels[t]) for t in candidates])
         buttons.append({"title": kb.reply("clarify_other"), "payload": "/ask_capabilities"})
         dispatcher.utter_message(text=kb.reply("clarify"), buttons=buttons)

@@ -79,14 +79,16 @@ def test_what_the_user_said_about_themselves_shapes_later_answers(bot):
     d = Dialog(bot)
     ack = d.say("ich bin Techniker und will aufsteigen")
     assert "Technikerrolle" in ack
-    assert "Als Techniker" in d.say("welche Fähigkeiten brauche ich?")
+    skills = d.say("welche Fähigkeiten brauche ich?")
+    assert "technischem Know-how" in skills.split("\n")[1]  # what a technician moving up needs to hear leads
     assert "unter der Einstiegsspanne" in d.say("was verdient man?")
 
 
 def test_forget_clears_what_the_user_said(bot):
     d = Dialog(bot)
     d.say("ich bin Einsteiger")
-    assert SENIOR not in d.say("was verdient man?").split("Richtung")[0]
+    shaped = d.say("was verdient man?")
+    assert shaped.index(ENTRY) < shaped.index(SENIOR) if SENIOR in shaped else ENTRY in shaped
     assert "vergessen" in d.say("vergiss das")
     reply = d.say("was verdient man?")
     assert ENTRY in reply and SENIOR in reply, "without a level both bands are given"
@@ -100,7 +102,7 @@ def test_question_naming_two_topics_gets_both_answers(bot):
 
 def test_qualifier_without_specific_knowledge_is_said_honestly(bot):
     d = Dialog(bot)
-    d.say("was macht ein IT Manager den ganzen Tag?")
+    d.say("welche Technik-Trends kommen auf mich zu?")
     reply = d.say("und im Mittelstand?")
     assert "keine eigenen Informationen" in reply and "Mittelstand" in reply
 

@@ -16,6 +16,9 @@ def bot(request):
     """Every test here talks to Rasa with its speed-ups and to Rasa without them."""
     return with_or_without_speedups(request)
 EURO_FIGURE = re.compile(r"\d[\d.]*\s*(€|EUR|Euro)")
+# How an honest "not covered" starts (the knowledge base's replies for it).
+NOT_COVERED = re.compile(r"keine Angaben|sagt meine Quelle nichts|nennt meine Quelle nicht|keine Antwort")
+OFFER_LABEL = "Was meine Quelle über IT Manager in Duisburg sagt:"
 
 
 def test_entry_level_salary_question_gets_entry_band(bot):
@@ -42,14 +45,16 @@ def test_salary_without_level_gets_both_bands(bot):
 ])
 def test_out_of_scope_is_honest_and_names_no_figure(bot, question):
     reply = bot.ask_text(question)
-    assert "keine Angaben" in reply
+    assert NOT_COVERED.search(reply.split("\n")[0])
     assert not EURO_FIGURE.search(reply)
 
 
 def test_other_city_gets_no_invented_salary(bot):
     reply = bot.ask_text("Was verdient ein IT Manager in München?")
-    assert "München" in reply and "keine Angaben" in reply
-    assert not EURO_FIGURE.search(reply)
+    assert reply.startswith("Für München habe ich keine Angaben")
+    figure = EURO_FIGURE.search(reply)
+    if figure:  # Duisburg's figures only as the labelled offer after the honest answer
+        assert reply.index(OFFER_LABEL) < figure.start()
 
 
 def test_greeting_offers_topic_menu(bot):
@@ -77,7 +82,7 @@ def test_small_talk(bot, question, expected):
     ("Welche Fähigkeiten brauche ich als IT Manager?", "Abschnitt 2"),
     ("welche zertifikate sind gefragt?", "DevOps"),
     ("wie ist die arbeitskultur im pott?", "Abschnitt 3"),
-    ("welche technik-trends kommen auf mich zu?", "Cloud-Migration"),
+    ("welche technik-trends kommen auf mich zu?", "Cloud"),
     ("hat der job zukunft?", "Abschnitt 6"),
 ])
 def test_topic_questions_answer_from_the_right_section(bot, question, expected):
@@ -103,9 +108,9 @@ def test_edited_knowledge_is_answered_after_reload_without_retraining_or_restart
     original = PROJECT_ROOT / "data" / "knowledge"
     edited = tmp_path / "knowledge"
     shutil.copytree(original, edited)
-    path = edited / "knowledge.yml"
+    path = edited / "facts.yml"
     doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    next(e for e in doc["entries"] if e["id"] == "certifications-overview")["text"] = "Frisch geänderte Antwort."
+    next(f for f in doc["facts"] if f["id"] == "certifications-areas")["text"] = "Frisch geänderte Antwort."
     path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
     engine = make_engine(kb_url)
     try:

@@ -26,7 +26,7 @@ def main(argv=None) -> int:
     finally:
         engine.dispose()
     state = "loaded" if result.changed else "unchanged"
-    print(f"knowledge base {state}: {result.entries} entries ({result.content_hash[:12]}) into {engine.url!r}")
+    print(f"knowledge base {state}: {result.facts} facts ({result.content_hash[:12]}) into {engine.url!r}")
     return 0
 
 

@@ -2,27 +2,33 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import hashlib
-
-from sqlalchemy import inspect, select
+from sqlalchemy import inspect, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from revierlotse.kb.models import (
     Base,
-    Entry,
+    Fact,
+    FactQuestion,
     Meta,
     Qualifier,
     Reply,
     SalaryBand,
     Section,
     Topic,
+    UncoveredRule,
     session_factory,
 )
-from revierlotse.kb.source import qualifiers_of, read_source
+from revierlotse.kb.source import qualifiers_of, questions_of, read_source
+
+
+# Knowledge tables of earlier schemas, dropped on the next load.
+LEGACY_TABLES = ("kb_entries",)
 
 
 def schema_version() -> str:
@@ -38,7 +44,7 @@ def schema_version() -> str:
 @dataclass
 class LoadResult:
     changed: bool
-    entries: int
+    facts: int
     content_hash: str
 
 
@@ -52,10 +58,12 @@ def load_knowledge(engine: Engine, path: Path | str) -> LoadResult:
     version = f"{src.content_hash}:{schema_version()}"
     with session_factory(engine).begin() as session:
         if _loaded_version(session) == version:
-            return LoadResult(False, len(src.entries), src.content_hash)
+            return LoadResult(False, len(src.facts), src.content_hash)
         # The knowledge tables hold nothing but the source: rebuild them from scratch,
         # inside this transaction (other tables in the database are not touched).
         connection = session.connection()
+        for table in LEGACY_TABLES:  # would keep foreign keys to the tables dropped below
+            connection.execute(text(f"DROP TABLE IF EXISTS {table}"))
         Base.metadata.drop_all(connection)
         Base.metadata.create_all(connection)
         session.add_all(Section(number=s["number"], title=s["title"]) for s in src.sections)
@@ -78,12 +86,34 @@ def load_knowledge(engine: Engine, path: Path | str) -> LoadResult:
             for b in src.salary_bands
         )
         session.flush()
-        session.add_all(
-            Entry(
-                id=e["id"], topic=e["topic"], kind=e["kind"], text=e["text"].strip(),
-                section_number=e["section"], position=i, **qualifiers_of(e),
+        sections_of = {f["id"]: f["section"] for f in src.facts}
+        items = [(f, False) for f in src.facts] + [(o, True) for o in src.overviews]
+        for position, (item, overview) in enumerate(items):
+            session.add(
+                Fact(
+                    id=item["id"], kind="overview" if overview else "fact", topic=item["topic"],
+                    section_number=sections_of[item["facts"][0]] if overview else item["section"],
+                    text=str(item.get("intro" if overview else "text") or "").strip(),
+                    includes=" ".join(item["facts"]) if overview else "",
+                    keywords=" ".join(str(k).lower() for k in item.get("keywords") or []),
+                    places=" ".join(str(p).lower() for p in item.get("places") or []),
+                    qualifiers=json.dumps(qualifiers_of(item), sort_keys=True),
+                    position=position,
+                )
             )
-            for i, e in enumerate(src.entries)
+        session.flush()
+        session.add_all(
+            FactQuestion(fact_id=item["id"], text=question, polarity=polarity)
+            for item, _ in items
+            for question, polarity in questions_of(item)
+        )
+        session.add_all(
+            UncoveredRule(
+                key=r["key"], position=i, patterns=json.dumps([str(p) for p in r["patterns"]]),
+                unless=json.dumps([str(p) for p in r.get("unless") or []]),
+                reply=str(r["reply"]).strip(), offer=str(r.get("offer", "best")),
+            )
+            for i, r in enumerate(src.not_covered)
         )
         session.add_all(Reply(key=k, text=str(v).strip()) for k, v in src.replies.items())
         session.add_all(
@@ -94,7 +124,7 @@ def load_knowledge(engine: Engine, path: Path | str) -> LoadResult:
                 *(Meta(key=f"band_format_{period}", value=fmt) for period, fmt in src.source["band_format"].items()),
             ]
         )
-    return LoadResult(True, len(src.entries), src.content_hash)
+    return LoadResult(True, len(src.facts), src.content_hash)
 
 
 def _loaded_version(session) -> str | None:

@@ -51,19 +51,46 @@ class SalaryBand(Base):
     section_number = Column(Integer, ForeignKey("kb_sections.number"), nullable=False)
 
 
-class Entry(Base):
-    """One piece of answer text on a topic, optionally restricted by qualifiers."""
+class Fact(Base):
+    """One claim of the article in our words (kind 'fact'), or a topic overview (kind
+    'overview') that answers general questions with the facts it `includes`."""
 
-    __tablename__ = "kb_entries"
+    __tablename__ = "kb_facts"
     id = Column(String(80), primary_key=True)
-    topic = Column(String(40), ForeignKey("kb_topics.key"), nullable=False, index=True)
     kind = Column(String(20), nullable=False)
-    level = Column(String(40))
-    background = Column(String(40))
-    company_type = Column(String(40))
-    text = Column(Text, nullable=False)
+    topic = Column(String(40), ForeignKey("kb_topics.key"), nullable=False, index=True)
     section_number = Column(Integer, ForeignKey("kb_sections.number"), nullable=False)
+    # A fact's statement; an overview's one-line introduction (may be empty).
+    text = Column(Text, nullable=False)
+    includes = Column(Text, nullable=False, default="")  # overview: fact ids, space-separated
+    keywords = Column(Text, nullable=False, default="")  # space-separated cue words
+    places = Column(Text, nullable=False, default="")  # places the fact compares Duisburg with
+    qualifiers = Column(Text, nullable=False, default="{}")  # JSON: name -> [values]
     position = Column(Integer, nullable=False)
+
+
+class FactQuestion(Base):
+    """A question form a fact or overview answers; `polarity` is the honest answer to a
+    yes/no form ('yes' or 'no'), empty for an open question."""
+
+    __tablename__ = "kb_fact_questions"
+    id = Column(Integer, primary_key=True, autoincrement=True)
+    fact_id = Column(String(80), ForeignKey("kb_facts.id"), nullable=False, index=True)
+    text = Column(Text, nullable=False)
+    polarity = Column(String(8), nullable=False, default="")
+
+
+class UncoveredRule(Base):
+    """A kind of question the article does not answer (another role, an employer, working
+    conditions ...), recognised by regular expressions on the question itself."""
+
+    __tablename__ = "kb_uncovered_rules"
+    key = Column(String(40), primary_key=True)
+    position = Column(Integer, nullable=False)
+    patterns = Column(Text, nullable=False)  # JSON list of regular expressions
+    unless = Column(Text, nullable=False, default="[]")  # JSON list: any match cancels the rule
+    reply = Column(Text, nullable=False)
+    offer = Column(String(40), nullable=False, default="best")  # best | none | a topic key
 
 
 class Reply(Base):

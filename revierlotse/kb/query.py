@@ -1,55 +1,54 @@
 """The knowledge query layer: plain Python answers to plain questions. No Rasa here.
 
     kb = KnowledgeBase.from_url("sqlite:///var/revierlotse.db")
-    kb.answer("salary", level="entry").text
+    kb.answer_question("Ist die Arbeit dort eher öde?", topic_prior={"outlook": 0.8}).text
+    kb.answer_topic("salary", level="entry").text
 
 Each call checks the loaded source's content hash (one small query) and rebuilds its
 in-memory snapshot only when the knowledge base was reloaded, so edits take effect on
 the next message and a database outage surfaces as `KnowledgeUnavailable`. An action
 asks several questions per message: `kb.pinned()` checks once and answers them all
-from that one version.
+from that one version. How a question finds its fact: selection.py (ranking),
+uncovered.py (what the article does not answer), answering.py (the reply).
 """
 
 from __future__ import annotations
 
+import json
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from revierlotse.kb.answering import Answer, Composer, FactRow, Thresholds
+from revierlotse.kb.lexical import clauses
 from revierlotse.kb.models import (
-    QUALIFIER_NAMES,
-    Entry,
+    Fact,
+    FactQuestion,
     Meta,
     Qualifier,
     Reply,
     SalaryBand,
     Section,
     Topic,
+    UncoveredRule,
     engine_for,
     session_factory,
 )
-from revierlotse.kb.source import BAND_REF
+from revierlotse.kb.selection import FactIndex, Item, Weights  # noqa: F401 - Weights: for callers tuning
+from revierlotse.kb.uncovered import Rule, compile_rule
+
+__all__ = ["Answer", "Band", "KnowledgeBase", "KnowledgeUnavailable"]
+
+MAX_TOPICS_PER_MESSAGE = 3
 
 
 class KnowledgeUnavailable(RuntimeError):
     """The knowledge base cannot be read (database down, or never loaded)."""
-
-
-@dataclass(frozen=True)
-class Answer:
-    """What the bot says on one topic, and what it rests on."""
-
-    topic: str
-    text: str
-    sections: Tuple[int, ...]
-    entry_ids: Tuple[str, ...]
-    # Qualifiers the answer was shaped by (name -> value), for follow-ups.
-    qualifiers: Dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -62,35 +61,51 @@ class Band:
     section: int
 
 
-@dataclass(frozen=True)
-class _EntryRow:
-    id: str
-    topic: str
-    kind: str
-    qualifiers: Dict[str, str]
-    text: str
-    section: int
-
-
-@dataclass
 class _Snapshot:
-    content_hash: str
-    meta: Dict[str, str]
-    sections: Dict[int, str]
-    topics: List[Tuple[str, str]]
-    menu: List[Tuple[str, str]]
-    qualifiers: Dict[str, Dict[str, str]]
-    bands: Dict[str, Band]
-    entries: List[_EntryRow]
-    replies: Dict[str, str]
+    """One loaded version of the knowledge, with its ranking index built on first use."""
 
+    def __init__(self, content_hash: str, meta: Dict[str, str], sections: Dict[int, str],
+                 topics: List[Tuple[str, str]], menu: List[Tuple[str, str]],
+                 qualifiers: Dict[str, Dict[str, str]], bands: Dict[str, Band], facts: Dict[str, FactRow],
+                 questions: Dict[str, List[Tuple[str, str]]], rules: List[Rule], replies: Dict[str, str]) -> None:
+        self.content_hash = content_hash
+        self.meta = meta
+        self.sections = sections
+        self.topics = topics
+        self.menu = menu
+        self.qualifiers = qualifiers
+        self.bands = bands
+        self.facts = facts
+        self.questions = questions
+        self.rules = rules
+        self.replies = replies
+        self._index: Optional[FactIndex] = None
+        self._index_lock = threading.Lock()
 
-def _euro(amount: int) -> str:
-    return f"{amount:,}".replace(",", ".")
+    def index(self) -> FactIndex:
+        """The question-form embeddings, computed once per knowledge version."""
+        if self._index is None:
+            with self._index_lock:
+                if self._index is None:
+                    from revierlotse.nlu.encoder import encode  # numpy only; loads the weights once
+
+                    items = [
+                        Item(f.id, f.kind, f.topic, tuple(self.questions.get(f.id, ())), f.text, f.keywords,
+                             f.qualifiers)
+                        for f in self.facts.values()
+                    ]
+                    self._index = FactIndex(items, encode)
+        return self._index
+
+    def composer(self, thresholds: Thresholds) -> Composer:
+        return Composer(self.facts, self.bands, self.replies, self.meta, self.sections, self.rules, thresholds)
 
 
 class KnowledgeBase:
     """Read-only access to the loaded knowledge, one method per kind of question."""
+
+    weights = Weights()
+    thresholds = Thresholds()
 
     def __init__(self, engine: Engine) -> None:
         self._sessions = session_factory(engine)
@@ -111,7 +126,7 @@ class KnowledgeBase:
         For one message's worth of questions (an action): fewer queries, and no answer
         mixes two versions when the knowledge base is reloaded meanwhile.
         """
-        return _Pinned(self._current())
+        return _Pinned(self._current(), self.weights, self.thresholds)
 
     # -- loading ---------------------------------------------------------------
     def _current(self) -> _Snapshot:
@@ -135,6 +150,22 @@ class KnowledgeBase:
         qualifiers: Dict[str, Dict[str, str]] = {}
         for q in session.execute(select(Qualifier)).scalars():
             qualifiers.setdefault(q.name, {})[q.value] = q.label
+        questions: Dict[str, List[Tuple[str, str]]] = {}
+        for q in session.execute(select(FactQuestion).order_by(FactQuestion.id)).scalars():
+            questions.setdefault(q.fact_id, []).append((q.text, q.polarity))
+        facts = {
+            f.id: FactRow(
+                id=f.id, kind=f.kind, topic=f.topic, section=f.section_number, text=f.text,
+                includes=tuple(f.includes.split()), keywords=tuple(f.keywords.split()),
+                places=tuple(f.places.split()),
+                qualifiers={k: tuple(v) for k, v in json.loads(f.qualifiers).items()},
+            )
+            for f in session.execute(select(Fact).order_by(Fact.position)).scalars()
+        }
+        rules = [
+            compile_rule(r.key, json.loads(r.patterns), json.loads(r.unless), r.reply, r.offer)
+            for r in session.execute(select(UncoveredRule).order_by(UncoveredRule.position)).scalars()
+        ]
         return _Snapshot(
             content_hash=content_hash,
             meta={m.key: m.value for m in session.execute(select(Meta)).scalars()},
@@ -151,14 +182,9 @@ class KnowledgeBase:
                 b.key: Band(b.key, b.label, b.min_eur, b.max_eur, b.period, b.section_number)
                 for b in session.execute(select(SalaryBand)).scalars()
             },
-            entries=[
-                _EntryRow(
-                    e.id, e.topic, e.kind,
-                    {n: getattr(e, n) for n in QUALIFIER_NAMES if getattr(e, n)},
-                    e.text, e.section_number,
-                )
-                for e in session.execute(select(Entry).order_by(Entry.position)).scalars()
-            ],
+            facts=facts,
+            questions=questions,
+            rules=rules,
             replies={r.key: r.text for r in session.execute(select(Reply)).scalars()},
         )
 
@@ -181,86 +207,73 @@ class KnowledgeBase:
     def salary_bands(self) -> List[Band]:
         return list(self._current().bands.values())
 
-    def answer(self, topic: str, **qualifiers: Optional[str]) -> Answer:
-        """The answer on `topic` for a user described by `qualifiers`.
+    def answer_question(
+        self,
+        question: str,
+        topic_prior: Mapping[str, float] = {},  # noqa: B006 - read only
+        qualifiers: Mapping[str, Optional[str]] = {},  # noqa: B006 - read only
+        place: Optional[str] = None,
+        previous_topic: Optional[str] = None,
+        topics: Sequence[str] = (),
+        mentioned: Sequence[str] = (),
+    ) -> List[Answer]:
+        """The answer to a user's question in their own words (one per topic asked).
 
-        The main entry is the most specific one whose qualifiers all match; every
-        addendum whose qualifier matches and is not already used is appended.
-        Unknown qualifier values are ignored rather than guessed at.
+        `topic_prior`: the NLU's probability per topic; `qualifiers`: what the user told
+        about themselves (level, background, company_type); `place`: a place the
+        question names (canonical value, 'duisburg' for the article's own region);
+        `topics`: topics NLU found in separate clauses; a clause whose best fact is of
+        another of these topics gets its own answer.
+        `mentioned`: the qualifier names the question itself states. Says first when the article does not answer what was asked.
         """
         snap = self._current()
-        given = self._known(snap, qualifiers)
-        candidates = [e for e in snap.entries if e.topic == topic and self._matches(e, given)]
-        mains = [e for e in candidates if e.kind == "main"]
-        if not mains:
-            raise KeyError(f"no answer for topic {topic!r}")
-        main = max(mains, key=lambda e: len(e.qualifiers))  # stable: first of the most specific
-        used = set(main.qualifiers)
-        parts = [main]
-        for e in candidates:
-            if e.kind == "addendum" and not (set(e.qualifiers) & used):
-                parts.append(e)
-                used |= set(e.qualifiers)
-        shaped_by = {k: v for e in parts for k, v in e.qualifiers.items()}
-        return self._compose(snap, topic, parts, shaped_by)
+        ranked = snap.index().rank(question, topic_prior, qualifiers, previous_topic, self.weights)
+        composer = snap.composer(self.thresholds)
+        answers = [composer.for_question(question, ranked, topic_prior, qualifiers, place, previous_topic, mentioned)]
+        if answers[0].uncovered:
+            return answers
+        wanted = [t for t in topics if t != answers[0].topic]
+        for clause in clauses(question) if wanted else ():
+            if len(answers) >= MAX_TOPICS_PER_MESSAGE:
+                break
+            within = snap.index().rank(clause, {}, qualifiers, None, self.weights)
+            top = within[0]
+            if top.item.topic in wanted and top.score >= self.thresholds.answer_min:
+                wanted.remove(top.item.topic)
+                answers.append(composer.for_question(clause, within, {}, qualifiers, place, previous_topic))
+        return answers
+
+    def answer_topic(self, topic: str, **qualifiers: Optional[str]) -> Answer:
+        """The general answer on `topic` (its overview) for a user described by `qualifiers`:
+        a fact meant for users like this one leads (e.g. the entry band for a beginner)."""
+        return self._current().composer(self.thresholds).for_topic(topic, qualifiers)
+
+    def follow_up(self, topic: str, mentioned: Sequence[str], **qualifiers: Optional[str]) -> Optional[Answer]:
+        """The facts of `topic` meant for what the user just told (qualifier names in
+        `mentioned`), or None when the topic has none for it."""
+        return self._current().composer(self.thresholds).for_follow_up(topic, mentioned, qualifiers)
 
     def more(self, topic: str, shown: Iterable[str] = ()) -> Optional[Answer]:
-        """The next detail on `topic` not yet in `shown`, or None when all were given."""
-        snap = self._current()
-        seen = set(shown)
-        for e in snap.entries:
-            if e.topic == topic and e.kind == "detail" and e.id not in seen:
-                return self._compose(snap, topic, [e], {})
-        return None
+        """The next fact on `topic` not yet in `shown`, or None when all were given."""
+        return self._current().composer(self.thresholds).next_fact(topic, set(shown))
 
     def reply(self, key: str, **values: str) -> str:
-        """A fixed German reply (e.g. 'unknown_figure'), with {placeholders} filled in."""
+        """A fixed German reply (e.g. 'other_place'), with {placeholders} filled in."""
         text = self._current().replies[key]
         return text.format(**values) if values else text
 
     def source_hint(self, sections: Sequence[int]) -> str:
         """'Quelle: Artikel …, Abschnitt …' for the given article sections."""
-        return self._hint(self._current(), sections)
-
-    # -- helpers ---------------------------------------------------------------
-    @staticmethod
-    def _known(snap: _Snapshot, qualifiers: Dict[str, Optional[str]]) -> Dict[str, str]:
-        return {
-            name: value
-            for name, value in qualifiers.items()
-            if value and value in snap.qualifiers.get(name, {})
-        }
-
-    @staticmethod
-    def _hint(snap: _Snapshot, sections: Sequence[int]) -> str:
-        refs = " und ".join(f"{n} „{snap.sections[n]}“" for n in dict.fromkeys(sections))
-        return snap.meta["source_hint"].format(title=snap.meta["source_title"], sections=refs)
-
-    @staticmethod
-    def _matches(entry: _EntryRow, given: Dict[str, str]) -> bool:
-        return all(given.get(name) == value for name, value in entry.qualifiers.items())
-
-    def _compose(self, snap: _Snapshot, topic: str, parts: List[_EntryRow], shaped_by: Dict[str, str]) -> Answer:
-        def band(match) -> str:
-            b = snap.bands[match.group(1)]
-            return snap.meta[f"band_format_{b.period}"].format(min=_euro(b.min_eur), max=_euro(b.max_eur))
-
-        body = "\n\n".join(BAND_REF.sub(band, e.text) for e in parts)
-        sections = tuple(dict.fromkeys(e.section for e in parts))
-        return Answer(
-            topic=topic,
-            text=f"{body}\n\n{self._hint(snap, sections)}",
-            sections=sections,
-            entry_ids=tuple(e.id for e in parts),
-            qualifiers=shaped_by,
-        )
+        return self._current().composer(self.thresholds).source_hint(sections)
 
 
 class _Pinned(KnowledgeBase):
     """A KnowledgeBase answering from one snapshot (see `KnowledgeBase.pinned`)."""
 
-    def __init__(self, snapshot: _Snapshot) -> None:  # noqa: D107 - no engine, no session, no reload
+    def __init__(self, snapshot: _Snapshot, weights: Weights, thresholds: Thresholds) -> None:  # noqa: D107
         self._snapshot = snapshot
+        self.weights = weights
+        self.thresholds = thresholds
 
     def _current(self) -> _Snapshot:
         return self._snapshot

@@ -17,14 +17,17 @@ import yaml
 from revierlotse.kb.models import QUALIFIER_NAMES
 
 BAND_REF = re.compile(r"\{band:([a-z0-9_]+)\}")
-ENTRY_KINDS = ("main", "addendum", "detail")
-LIST_KEYS = ("sections", "salary_bands", "topics", "entries")
+LIST_KEYS = ("sections", "salary_bands", "topics", "facts", "overviews", "not_covered")
+QUESTION_KEYS = {"asks": "", "asks_yes": "yes", "asks_no": "no"}  # question list -> polarity
+RULE_OFFERS = ("best", "none")  # or a topic key
 MAP_KEYS = ("source", "qualifiers", "replies")
 SCALAR_LIST_KEYS = ("menu",)
 REQUIRED_REPLIES = (
     "greeting", "capabilities", "out_of_scope", "other_place", "offer",
     "no_topic", "no_more_detail", "noted", "forgotten", "apology",
     "clarify", "clarify_other", "qualifier_not_covered",
+    "offer_label", "no_answer", "yes_lead", "no_lead",
+    "data_deleted", "privacy_notice", "feedback_thanks", "feedback_ask_comment", "feedback_comment_thanks",
 )
 # Said when even the knowledge source cannot be read (a broken deployment).
 LAST_RESORT_APOLOGY = "Entschuldige, da ist etwas schiefgelaufen. Bitte versuch es später noch einmal."
@@ -41,7 +44,9 @@ class Source:
     qualifiers: Dict[str, Dict[str, str]] = field(default_factory=dict)
     salary_bands: List[Dict[str, Any]] = field(default_factory=list)
     topics: List[Dict[str, Any]] = field(default_factory=list)
-    entries: List[Dict[str, Any]] = field(default_factory=list)
+    facts: List[Dict[str, Any]] = field(default_factory=list)
+    overviews: List[Dict[str, Any]] = field(default_factory=list)
+    not_covered: List[Dict[str, Any]] = field(default_factory=list)
     replies: Dict[str, str] = field(default_factory=dict)
     menu: List[str] = field(default_factory=list)
     content_hash: str = ""
@@ -143,38 +148,78 @@ def _validate(src: Source) -> None:
     for t in src.topics:
         _need(bool(str(t.get("label", "")).strip()), f"{_where(src, 'topics', t['key'])}: missing label")
 
-    _unique(src, "entries", "id")
-    mains = set()
-    for e in src.entries:
-        where = _where(src, "entries", e["id"])
-        for f in ("topic", "kind", "section", "text"):
-            _need(f in e, f"{where}: missing '{f}'")
-        _need(e["topic"] in topics, f"{where}: unknown topic '{e['topic']}'")
-        _need(e["kind"] in ENTRY_KINDS, f"{where}: kind must be one of {', '.join(ENTRY_KINDS)}")
-        _need(e["section"] in sections, f"{where}: unknown section {e['section']}")
-        _need(isinstance(e["text"], str) and e["text"].strip(), f"{where}: empty text")
-        quals = e.get("qualifiers") or {}
-        _need(isinstance(quals, dict), f"{where}: qualifiers must be a mapping")
-        for name, value in quals.items():
-            _need(name in src.qualifiers, f"{where}: unknown qualifier '{name}'")
-            _need(value in src.qualifiers[name], f"{where}: unknown value '{value}' for qualifier '{name}'")
-        if e["kind"] == "addendum":
-            _need(len(quals) == 1, f"{where}: an addendum needs exactly one qualifier")
-        for ref in BAND_REF.findall(e["text"]):
+    fact_ids = _unique(src, "facts", "id")
+    for f in src.facts:
+        where = _where(src, "facts", f["id"])
+        _check_item(src, f, where, topics, sections)
+        _need(isinstance(f.get("text"), str) and f["text"].strip(), f"{where}: empty text")
+        for ref in BAND_REF.findall(f["text"]):
             _need(ref in bands, f"{where}: text refers to unknown salary band '{ref}'")
-        if e["kind"] == "main" and not quals:
-            mains.add(e["topic"])
-    missing = topics - mains
-    _need(not missing, f"topics without an unqualified main entry: {', '.join(sorted(missing))}")
+        quals = f.get("qualifiers") or {}
+        _need(isinstance(quals, dict), f"{where}: qualifiers must be a mapping")
+        for name, values in quals.items():
+            _need(name in src.qualifiers, f"{where}: unknown qualifier '{name}'")
+            for value in values if isinstance(values, list) else [values]:
+                _need(value in src.qualifiers[name], f"{where}: unknown value '{value}' for qualifier '{name}'")
+        for key in ("keywords", "places"):
+            _need(isinstance(f.get(key) or [], list), f"{where}: '{key}' must be a list")
+    overview_topics = set()
+    for o in src.overviews:
+        where = _where(src, "overviews", o.get("id"))
+        _need(o.get("id") and o["id"] not in fact_ids, f"{where}: needs an id no fact has")
+        _check_item(src, o, where, topics, None)  # an overview cites its facts' sections
+        included = o.get("facts") or []
+        _need(isinstance(included, list) and included, f"{where}: 'facts' must list the fact ids it shows")
+        for fid in included:
+            _need(fid in fact_ids, f"{where}: unknown fact '{fid}'")
+        overview_topics.add(o["topic"])
+    _unique(src, "overviews", "id")
+    missing = topics - overview_topics
+    _need(not missing, f"topics without an overview: {', '.join(sorted(missing))}")
+    _unique(src, "not_covered", "key")
+    for r in src.not_covered:
+        where = _where(src, "not_covered", r["key"])
+        _need(isinstance(r.get("reply"), str) and r["reply"].strip(), f"{where}: missing 'reply'")
+        offer = r.get("offer", "best")
+        _need(offer in RULE_OFFERS or offer in topics, f"{where}: offer must be best, none or a topic key")
+        for key in ("patterns", "unless"):
+            patterns = r.get(key) or []
+            _need(isinstance(patterns, list) and (patterns or key == "unless"), f"{where}: '{key}' must be a list")
+            for pattern in patterns:
+                try:
+                    re.compile(str(pattern))
+                except re.error as exc:
+                    raise KnowledgeSourceError(f"{where}: bad pattern {pattern!r}: {exc}") from exc
     unknown_menu = [t for t in src.menu if t not in topics]
     _need(src.menu and not unknown_menu, f"menu: needs topic keys; unknown: {', '.join(unknown_menu)}")
     absent = [r for r in REQUIRED_REPLIES if not str(src.replies.get(r, "")).strip()]
     _need(not absent, f"replies: missing {', '.join(absent)}")
 
 
-def qualifiers_of(entry: Dict[str, Any]) -> Dict[str, Optional[str]]:
-    quals = entry.get("qualifiers") or {}
-    return {name: quals.get(name) for name in QUALIFIER_NAMES}
+def _check_item(src: Source, item: Dict[str, Any], where: str, topics: set, sections: Optional[set]) -> None:
+    """What facts and overviews share: a known topic, question forms, and (facts) a section."""
+    _need("topic" in item, f"{where}: missing 'topic'")
+    _need(item["topic"] in topics, f"{where}: unknown topic '{item['topic']}'")
+    if sections is not None:
+        _need("section" in item, f"{where}: missing 'section'")
+        _need(item["section"] in sections, f"{where}: unknown section {item['section']}")
+    forms = 0
+    for key in QUESTION_KEYS:
+        questions = item.get(key) or []
+        _need(isinstance(questions, list) and all(isinstance(q, str) and q.strip() for q in questions),
+              f"{where}: '{key}' must be a list of questions")
+        forms += len(questions)
+    _need(forms > 0, f"{where}: needs at least one question form (asks, asks_yes or asks_no)")
+
+
+def questions_of(item: Dict[str, Any]) -> List[tuple]:
+    """(question, polarity) of every question form of a fact or overview."""
+    return [(q.strip(), polarity) for key, polarity in QUESTION_KEYS.items() for q in item.get(key) or []]
+
+
+def qualifiers_of(fact: Dict[str, Any]) -> Dict[str, List[str]]:
+    """name -> allowed values (a single value in the YAML becomes a one-item list)."""
+    return {name: v if isinstance(v, list) else [v] for name, v in (fact.get("qualifiers") or {}).items()}
 
 
 _apology_cache: Dict[tuple, str] = {}

@@ -1,0 +1,100 @@
+"""Words of a German question, reduced so that inflected forms meet: plain Python.
+
+    terms("Läuft in den Betrieben noch Uralt-Software?")
+    -> ['lauf', 'betrieb', 'uralt', 'software']
+
+Lower case, umlauts folded (ä -> a, ß -> ss), split at anything that is not a letter
+or digit (so "Uralt-Software" gives both parts), stop words dropped, and a light
+suffix stemmer: German inflection mostly changes word endings, and a question says
+"Betrieben" where the fact's question form says "Betrieb". The stemmer is deliberately
+crude; it only has to make the same word meet itself.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from typing import Dict, Iterable, List, Sequence
+
+_FOLD = str.maketrans({"ä": "a", "ö": "o", "ü": "u", "ß": "ss", "é": "e"})
+_WORD = re.compile(r"[a-z0-9]+")
+
+# Function words and chat filler: they say nothing about which fact is asked for.
+STOP_WORDS = frozenset(
+    """
+    a ab aber alle allem allen aller alles als also am an andere anderen auch auf aus bei beim bin bis bist
+    bitte bzw da dabei dafur damit dann darf das dass dazu dem den denen denn der des dessen dich die dies
+    diese diesem diesen dieser dir do doch dort du durch eher ein eine einem einen einer eines er es etwa
+    etwas euch euer fur gibt gern gerne gibts hab habe haben hast hat hatte hier ich ihm ihn ihnen ihr ihre
+    im in ins is ist ja jemand jetzt kann kannst konnen konnte man mal mehr mich mir mit muss musst nach
+    nicht noch nun nur ob oder ohne sehr sein seine sich sie sind so soll sollte sollen uber um und uns
+    unser vom von vor war waren was weil welche welchen welcher welches wenn wer werde werden wie wieso
+    wird wirklich wo wohl worauf woran wozu wurde wurden zu zum zur zwar n nen ne hallo hi hey moin
+    eigentlich denn genau so also okay ok
+    it manager duisburg
+    """.split()
+)
+
+_SUFFIXES = ("ungen", "heiten", "keiten", "innen", "ern", "em", "en", "er", "es", "e", "n", "s")
+
+
+# Where one message asks a second question ("Was verdient man? Und welche Zertifikate ...").
+CLAUSE_BREAK = re.compile(r"[?;!]|\b(?:und|sowie|außerdem|ausserdem|zudem|plus)\b", re.IGNORECASE)
+
+
+def clauses(text: str) -> List[str]:
+    """The parts of `text` that could be questions of their own (at least two words)."""
+    return [c.strip(" ,.") for c in CLAUSE_BREAK.split(text) if len(c.split()) >= 2]
+
+
+def fold(text: str) -> str:
+    """Lower case with umlauts and ß folded: the form all matching works on."""
+    return text.lower().translate(_FOLD)
+
+
+def stem(word: str) -> str:
+    """A crude German stem: the word without one common inflection ending."""
+    for suffix in _SUFFIXES:
+        if len(word) - len(suffix) >= 4 and word.endswith(suffix):
+            return word[: -len(suffix)]
+    return word
+
+
+def terms(text: str) -> List[str]:
+    """The stemmed content words of `text`, in order."""
+    return [stem(w) for w in _WORD.findall(fold(text)) if w not in STOP_WORDS and len(w) > 1]
+
+
+class LexicalIndex:
+    """BM25-style overlap between a question and each item's bag of words.
+
+    An item's bag holds its question forms and text; its keywords count `keyword_weight`
+    times. Scores are divided by the question's own best possible score, so they lie in
+    0..1 whatever the question's length.
+    """
+
+    def __init__(self, bags: Sequence[Iterable[str]], k1: float = 1.2, b: float = 0.5) -> None:
+        self._bags = [Counter(bag) for bag in bags]
+        n = max(len(self._bags), 1)
+        df: Counter = Counter(t for bag in self._bags for t in bag)
+        self._idf: Dict[str, float] = {t: math.log(1 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items()}
+        lengths = [sum(bag.values()) for bag in self._bags]
+        self._avg = (sum(lengths) / n) or 1.0
+        self._norm = [k1 * (1 - b + b * length / self._avg) for length in lengths]
+        self._k1 = k1
+
+    def scores(self, question_terms: Sequence[str]) -> List[float]:
+        query = [t for t in dict.fromkeys(question_terms) if t in self._idf]
+        best = sum(self._idf[t] for t in query)
+        if not best:
+            return [0.0] * len(self._bags)
+        out = []
+        for bag, norm in zip(self._bags, self._norm):
+            s = 0.0
+            for t in query:
+                f = bag.get(t)
+                if f:
+                    s += self._idf[t] * f * (self._k1 + 1) / (f + norm)
+            out.append(s / ((self._k1 + 1) * best))
+        return out
