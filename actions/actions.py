@@ -188,7 +188,8 @@ class ActionInform(KnowledgeAction):
 
 
 class ActionMore(KnowledgeAction):
-    """ "Erzähl mehr": the next detail on the current topic not shown yet."""
+    """ "Erzähl mehr", "warum?": the fact on the current topic, not shown yet, that best
+    continues from the last answer."""
 
     def name(self) -> Text:
         return "action_more"
@@ -199,7 +200,7 @@ class ActionMore(KnowledgeAction):
             self.say_with_menu(dispatcher, kb, "no_topic")
             return []
         shown = list(tracker.get_slot("shown_entries") or [])
-        detail = kb.more(topic, shown)
+        detail = kb.more(topic, shown, question_text(tracker))
         if detail is None:
             self.say_with_menu(dispatcher, kb, "no_more_detail")
             return []

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Dict, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from revierlotse.kb.lexical import fold
 from revierlotse.kb.selection import Scored, has_negation, is_yes_no_question
@@ -128,11 +128,8 @@ class Composer:
         ids += [f.id for f in facts if self._fits(f, qualifiers)]  # what else fits the user stays
         return self._answer(list(dict.fromkeys(ids))[:MAX_FACTS], topic, qualifiers=qualifiers)
 
-    def next_fact(self, topic: str, shown: Set[str]) -> Optional[Answer]:
-        for f in self._facts_of(topic):
-            if f.id not in shown:
-                return self._answer([f.id], topic)
-        return None
+    def facts_answer(self, ids: Sequence[str], topic: str) -> Answer:
+        return self._answer(list(ids), topic)
 
     def source_hint(self, sections: Sequence[int]) -> str:
         refs = " und ".join(f"{n} „{self.sections[n]}“" for n in dict.fromkeys(sections))

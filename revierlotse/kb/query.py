@@ -253,9 +253,17 @@ class KnowledgeBase:
         `mentioned`), or None when the topic has none for it."""
         return self._current().composer(self.thresholds).for_follow_up(topic, mentioned, qualifiers)
 
-    def more(self, topic: str, shown: Iterable[str] = ()) -> Optional[Answer]:
-        """The next fact on `topic` not yet in `shown`, or None when all were given."""
-        return self._current().composer(self.thresholds).next_fact(topic, set(shown))
+    def more(self, topic: str, shown: Sequence[str] = (), question: str = "") -> Optional[Answer]:
+        """The fact on `topic` not yet in `shown` that best continues the conversation
+        ("warum?", "erzähl mehr"): closest to the user's words and to the fact shown
+        last; None when all were given."""
+        snap = self._current()
+        seen = set(shown)
+        if not any(f.topic == topic and f.kind == "fact" and f.id not in seen for f in snap.facts.values()):
+            return None
+        last = next((i for i in reversed(list(shown)) if i in snap.facts), None)
+        ranked = snap.index().continuations(question or topic, topic, last, seen)
+        return snap.composer(self.thresholds).facts_answer([ranked[0]], topic) if ranked else None
 
     def reply(self, key: str, **values: str) -> str:
         """A fixed German reply (e.g. 'other_place'), with {placeholders} filled in."""

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
@@ -109,6 +109,8 @@ class FactIndex:
         self._is_overview = np.array([item.kind == "overview" for item in self.items], dtype=np.float32)
         vectors = np.asarray(encode([q for _, q, _ in forms]), dtype=np.float32)
         self._vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-6)
+        centroids = np.add.reduceat(self._vectors, self._starts)
+        self._centroids = centroids / np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-6)
         self._encode = encode
         bags = []
         for item in self.items:
@@ -152,3 +154,20 @@ class FactIndex:
             ranked.append(Scored(self.items[i], float(scores[i]), float(semantic[i]), float(lexical[i]),
                                  polarity, similarity))
         return ranked
+
+    def continuations(self, question: str, topic: str, last: Optional[str], shown: Set[str]) -> List[str]:
+        """Fact ids of `topic` not in `shown`, best continuation first: similar to the
+        user's words and to the fact shown last (its question forms' centroid)."""
+        vector = np.asarray(self._encode([question]), dtype=np.float32)[0]
+        vector /= max(float(np.linalg.norm(vector)), 1e-6)
+        by_question = np.maximum.reduceat(self._vectors @ vector, self._starts)
+        by_last = np.zeros(len(self.items), dtype=np.float32)
+        position = {item.id: i for i, item in enumerate(self.items)}
+        if last in position:
+            by_last = self._centroids @ self._centroids[position[last]]
+        candidates = [
+            i for i, item in enumerate(self.items)
+            if item.kind == "fact" and item.topic == topic and item.id not in shown
+        ]
+        candidates.sort(key=lambda i: -(by_question[i] + by_last[i]))
+        return [self.items[i].id for i in candidates]
