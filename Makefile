@@ -85,8 +85,10 @@ report: $(STAMP) ## operator report (HTML) from the stored conversations into re
 	$(PY) -m revierlotse.report $(if $(FROM),--from $(FROM)) $(if $(TO),--to $(TO))
 
 .PHONY: bench
+# The questions the bench sends: the held-out NLU examples, which the model never saw.
+BENCH_QUESTIONS ?= tests/nlu/heldout.yml
 bench: $(STAMP) ## benchmark: ours vs Rasa's stock config (fresh training, start, memory, latency, throughput) into results/
-	$(PY) -m revierlotse.bench $(BENCH_ARGS)
+	$(PY) -m revierlotse.bench --questions $(BENCH_QUESTIONS) $(BENCH_ARGS)
 
 purge: $(STAMP) ## delete conversations older than RETENTION_DAYS (DSGVO), print how many
 	$(PY) -m revierlotse.purge

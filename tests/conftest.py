@@ -7,7 +7,6 @@ writes its logs under artifacts/logs/ (git-ignored) for post-mortems.
 from __future__ import annotations
 
 import json
-import socket
 import urllib.request
 import uuid
 from pathlib import Path
@@ -19,15 +18,18 @@ from revierlotse.kb.loader import load_knowledge
 from revierlotse.db import make_engine
 from revierlotse.model import ensure_model
 from revierlotse.settings import PROJECT_ROOT
-from revierlotse.stack import Stack
+from revierlotse.stack import Stack, free_port  # noqa: F401 - free_port: tests import it from here
 
 ARTIFACTS = PROJECT_ROOT / "artifacts"
+# Held-out NLU examples, written by people who had not seen the training data.
+HELDOUT = PROJECT_ROOT / "tests" / "nlu" / "heldout.yml"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def heldout_questions() -> List[str]:
+    """The held-out examples as plain question texts."""
+    from revierlotse.bench.questions import read_questions
+
+    return read_questions(HELDOUT)
 
 
 def stack_overrides(database_url: str, **extra: str) -> Dict[str, str]:
@@ -157,16 +159,3 @@ def bot_without_speedups(model, kb_url) -> Bot:
                           log_dir=ARTIFACTS / "logs" / "without-speedups")
     with stack:
         yield Bot(stack)
-
-
-# The core end-to-end tests run once with the speed-ups and once without: the speed-ups
-# must not change a single reply. A test module opts in by overriding `bot`:
-#
-#     @pytest.fixture(params=WITH_AND_WITHOUT_SPEEDUPS)
-#     def bot(request):
-#         return with_or_without_speedups(request)
-WITH_AND_WITHOUT_SPEEDUPS = [pytest.param(True, id="speedups"), pytest.param(False, id="no-speedups")]
-
-
-def with_or_without_speedups(request) -> Bot:
-    return request.getfixturevalue("bot_with_speedups" if request.param else "bot_without_speedups")

@@ -14,8 +14,10 @@ import pytest
 from aiohttp import web
 
 from revierlotse.bench.loadgen import LoadResult, Sample, closed_loop, percentile
-from revierlotse.bench.runner import (comparison_rows, cpu_seconds, heldout_questions, markdown_table, plot, rss_mb,
-                                      table_header, target_check, text_table)
+from revierlotse.bench.procfs import cpu_seconds, rss_mb
+from revierlotse.bench.questions import read_questions
+from revierlotse.bench.report import comparison_rows, markdown_table, plot, table_header, target_check, text_table
+from tests.conftest import HELDOUT
 
 
 class FakeBot:
@@ -154,11 +156,29 @@ def test_summary_of_known_samples():
     assert summary["error_kinds"] == {"HTTP 500": 1}
 
 
-def test_heldout_questions_are_plain_german_texts():
-    questions = heldout_questions()
+def test_the_question_file_gives_plain_german_texts():
+    questions = read_questions(HELDOUT)
     assert len(questions) > 50
     assert not any("]{" in q or "](" in q for q in questions)
     assert "Was verdient ein IT Manager in Duisburg?" in questions
+
+
+def test_a_file_without_examples_is_refused(tmp_path):
+    empty = tmp_path / "empty.yml"
+    empty.write_text('version: "3.1"\nnlu: []\n', encoding="utf-8")
+    with pytest.raises(ValueError, match="no NLU examples"):
+        read_questions(empty)
+
+
+@pytest.mark.parametrize("tool", ["runner", "profile", "soak"])
+def test_every_bench_tool_is_told_which_questions_to_send(tool, monkeypatch, capsys):
+    import importlib
+
+    module = importlib.import_module(f"revierlotse.bench.{tool}")
+    monkeypatch.setattr("sys.argv", [tool])
+    with pytest.raises(SystemExit) as raised:
+        module.main() if tool == "soak" else module.main([])
+    assert raised.value.code == 2 and "--questions" in capsys.readouterr().err
 
 
 def test_memory_and_cpu_of_a_process_tree_are_read_from_proc():
@@ -225,7 +245,7 @@ def test_levels_alternate_between_contenders_in_slices_and_add_up(monkeypatch):
     import os
     import threading
 
-    from revierlotse.bench import runner
+    from revierlotse.bench import contenders, serving
 
     bots = {label: FakeBot() for label in ("ours", "stock", "stock-ours")}
     loop = asyncio.new_event_loop()
@@ -233,26 +253,26 @@ def test_levels_alternate_between_contenders_in_slices_and_add_up(monkeypatch):
     servers = {label: asyncio.run_coroutine_threadsafe(serve(bot), loop).result(10) for label, bot in bots.items()}
     served = []
     for label, (_, url) in servers.items():
-        one = runner.Served.__new__(runner.Served)
-        one.contender = runner.Contender(label, "config.yml", True, label)
+        one = serving.Served.__new__(serving.Served)
+        one.contender = contenders.Contender(label, "config.yml", True, label)
         one.urls, one.rasa_pids, one.actions_pid = [url], [os.getpid()], os.getpid()
         one.result = {"levels": []}
         served.append(one)
     order: List[str] = []
-    real_run_load = runner.run_load
+    real_run_load = serving.run_load
 
     def recording_run_load(urls, *args, **kwargs):
         order.append(next(label for label, (_, url) in servers.items() if urls == [url]))
         return real_run_load(urls, *args, **kwargs)
 
-    monkeypatch.setattr(runner, "run_load", recording_run_load)
+    monkeypatch.setattr(serving, "run_load", recording_run_load)
 
     class Bar:
         def set_postfix_str(self, text): pass
         def update(self, n): pass
 
     try:
-        runner.measure_levels(served, ["Was verdient man?", "Welche Zertifikate?"], [2, 3], 0.4, 4, Bar())
+        serving.measure_levels(served, ["Was verdient man?", "Welche Zertifikate?"], [2, 3], 0.4, 4, Bar())
     finally:
         for runner_, _ in servers.values():
             asyncio.run_coroutine_threadsafe(runner_.cleanup(), loop).result(10)

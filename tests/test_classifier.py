@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import yaml
 
-from revierlotse.bench.runner import heldout_questions
 from revierlotse.nlu.classifier import FastScorer, LinearIntentClassifier
 from revierlotse.nlu.sentence_encoder import encode
 from revierlotse.settings import PROJECT_ROOT
+from tests.conftest import heldout_questions
 
 ODD_TEXTS = ["", "???", "😀😀 hallo", "Gehalt " * 300, "x", "<b>Was verdient man?</b> ' OR 1=1 --"]
 

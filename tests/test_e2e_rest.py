@@ -6,15 +6,10 @@ import re
 
 import pytest
 
-from tests.conftest import WITH_AND_WITHOUT_SPEEDUPS, new_sender, with_or_without_speedups
+from tests.conftest import new_sender
+from tests.speedups import bot  # noqa: F401 - every test here runs with and without the speed-ups
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(params=WITH_AND_WITHOUT_SPEEDUPS)
-def bot(request):
-    """Every test here talks to Rasa with its speed-ups and to Rasa without them."""
-    return with_or_without_speedups(request)
 EURO_FIGURE = re.compile(r"\d[\d.]*\s*(€|EUR|Euro)")
 # How an honest "not covered" starts (the knowledge base's replies for it).
 NOT_COVERED = re.compile(r"keine Angaben|sagt meine Quelle nichts|nennt meine Quelle nicht|keine Antwort")

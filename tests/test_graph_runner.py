@@ -7,7 +7,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from revierlotse.bench.runner import heldout_questions
+from tests.conftest import heldout_questions
 
 TEXTS = heldout_questions()[::9] + ["", "😀", "/ask_salary", "Was verdient man, und welche Zertifikate zählen?"]
 

@@ -292,7 +292,7 @@ def test_kept_trackers_equal_fresh_loads_through_real_turns(model, bot, tmp_path
     from rasa.utils.endpoints import EndpointConfig
 
     from revierlotse import rasa36
-    from revierlotse.bench.runner import heldout_questions
+    from tests.conftest import heldout_questions
 
     rasa36.apply()
     url = f"sqlite:///{tmp_path / 'conversations.db'}"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from revierlotse.bench.runner import heldout_questions
 from revierlotse.nlu.sentence_encoder import TokenCachedEncoder, encode
+from tests.conftest import heldout_questions
 
 ODD_TEXTS = ["", " ", "x", "???", "😀😀 hallo", "Gehalt " * 300, "Hallo\x00\x07 Welt\u200b",
              "<b>Was verdient man?</b> ' OR 1=1 --", "/ask_salary", "ÄÖÜß äöü " * 3]

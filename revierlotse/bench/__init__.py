@@ -1,5 +1,6 @@
 """Benchmarks: `make bench` compares Revierlotse with Rasa's stock configuration.
 
-`revierlotse.bench.loadgen` is the reusable closed-loop load generator;
-`revierlotse.bench.runner` trains, starts, measures and reports (`python -m revierlotse.bench`).
+`revierlotse.bench.runner` is the entry point (`python -m revierlotse.bench --questions
+FILE`); `contenders`, `serving`, `procfs`, `report` and `questions` are its parts, and
+`loadgen` is the reusable closed-loop load generator (also used by `profile` and `soak`).
 """

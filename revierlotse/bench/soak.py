@@ -1,9 +1,9 @@
 """Soak test of the hardened REST channel: N users for T seconds, zero errors expected.
 
-    .venv/bin/python -m revierlotse.bench.soak [--users 20] [--seconds 120]
+    .venv/bin/python -m revierlotse.bench.soak --questions tests/nlu/heldout.yml [--users 20] [--seconds 120]
 
 Starts its own stack (free ports, a fresh SQLite database, default settings otherwise),
-runs the closed-loop load generator with the held-out German questions, and counts as
+runs the closed-loop load generator with the given German questions, and counts as
 an error anything but HTTP 200 with a non-empty reply that is neither the apology nor
 the rate-limit notice. Prints the figures as JSON; exits 1 on any error. Not part of
 `make test` (it runs for minutes).
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -21,21 +20,14 @@ from typing import Any
 
 from revierlotse import notices
 from revierlotse.bench.loadgen import run_load
-from revierlotse.bench.runner import heldout_questions
-from revierlotse.kb.loader import load_knowledge
-from revierlotse.db import make_engine
+from revierlotse.bench.questions import add_questions_argument, read_questions
+from revierlotse.bench.serving import knowledge_db
 from revierlotse.replies import apology_text
 from revierlotse.model import ensure_model
 from revierlotse.settings import PROJECT_ROOT
-from revierlotse.stack import Stack
+from revierlotse.stack import Stack, free_port
 
 KNOWLEDGE = PROJECT_ROOT / "data" / "knowledge"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def proper_answer(status: int, body: Any) -> bool:
@@ -49,20 +41,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=120.0)
+    add_questions_argument(parser)
     args = parser.parse_args()
+    questions = read_questions(args.questions)
 
     with tempfile.TemporaryDirectory(prefix="revierlotse-soak-") as tmp:
-        url = f"sqlite:///{Path(tmp) / 'revierlotse.db'}"
-        engine = make_engine(url)
-        load_knowledge(engine, KNOWLEDGE)
-        engine.dispose()
-        overrides = {"DATABASE_URL": url, "RASA_HOST": "127.0.0.1", "RASA_PORT": str(_free_port()),
-                     "ACTION_SERVER_PORT": str(_free_port()), "LOG_LEVEL": "INFO"}
+        url = knowledge_db(Path(tmp))
+        overrides = {"DATABASE_URL": url, "RASA_HOST": "127.0.0.1", "RASA_PORT": str(free_port()),
+                     "ACTION_SERVER_PORT": str(free_port()), "LOG_LEVEL": "INFO"}
         log_dir = PROJECT_ROOT / "artifacts" / "soak"
         with Stack.default(ensure_model(), overrides, log_dir=log_dir) as stack:
             webhook = f"{stack.rasa_url}/webhooks/rest/webhook"
-            run_load(webhook, heldout_questions()[:20], users=2, duration_s=5)  # warm-up
-            result = run_load(webhook, heldout_questions(), users=args.users, duration_s=args.seconds,
+            run_load(webhook, questions[:20], users=2, duration_s=5)  # warm-up
+            result = run_load(webhook, questions, users=args.users, duration_s=args.seconds,
                               sender_prefix="soak", check=proper_answer)
     summary = result.summary()
     print(json.dumps(summary, indent=2, ensure_ascii=False))

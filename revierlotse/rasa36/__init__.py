@@ -37,7 +37,7 @@ from revierlotse.rasa36.core import (
 
 __all__ = [
     "RASA_VERSION", "Patch", "PatchTargetError", "RasaVersionError", "Target", "apply", "applied",
-    "check_rasa_version", "installed_rasa_version", "original", "selected_patches",
+    "check_rasa_version", "check_targets", "installed_rasa_version", "original", "selected_patches",
 ]
 
 logger = logging.getLogger(__name__)
