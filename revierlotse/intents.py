@@ -11,8 +11,12 @@ import re
 from typing import Optional
 
 TOPIC_INTENT_PREFIX = "ask_"
-# Intents our own buttons send as bare payloads (topic menu, greeting, capabilities).
-BUTTON_INTENT = re.compile(rf"{TOPIC_INTENT_PREFIX}[a-z]+|greet|ask_capabilities")
+# Intents our own buttons send as bare payloads (topic menu, greeting, capabilities,
+# rating an answer, the privacy notice and erasure: widget controls, Telegram commands).
+BUTTON_INTENT = re.compile(
+    rf"{TOPIC_INTENT_PREFIX}[a-z]+|greet|ask_capabilities"
+    r"|feedback_helpful|feedback_unhelpful|privacy_notice|delete_data"
+)
 
 
 def topic_of_intent(intent: Optional[str]) -> str:

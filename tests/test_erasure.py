@@ -18,12 +18,16 @@ from rasa.shared.core.events import ActionExecuted, BotUttered, SessionStarted, 
 from rasa.shared.core.trackers import DialogueStateTracker
 
 from revierlotse import erasure
+from revierlotse.db import make_engine
+from revierlotse.kb.loader import load_knowledge
 from revierlotse.settings import PROJECT_ROOT
+from revierlotse.stack import Stack
 from revierlotse.stores.tracker_store import DatabaseTrackerStore
-from tests.conftest import new_sender
+from tests.conftest import ARTIFACTS, free_port, new_sender, post_json, stack_overrides
 from tests.stored_events import stored_events, user_texts
 
 ERASED = "Ich habe unser Gespräch gelöscht"
+ENTRY, SENIOR = "4.200 bis 5.200 €", "5.800 bis 7.200 €"
 
 
 @pytest.fixture(scope="module")
@@ -157,3 +161,78 @@ def test_the_served_dialogue_state_replays_drop_an_erased_conversation(domain):
 
     senders = {key[0] for key in incremental._walks}
     assert erased not in senders and kept in senders
+
+
+# --- the bot, end to end over REST --------------------------------------------------------
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("request_text", [
+    "Lösch meine Daten",
+    "Bitte lösch alle meine Daten!",
+    "kannst du meine daten löschen?",
+    "Ich möchte, dass meine Daten gelöscht werden.",
+    "/delete_data",  # the widget's control
+])
+def test_a_deletion_request_erases_the_conversation_at_once(bot, kb_url, request_text):
+    sender = new_sender()
+    bot.ask("Ich bin Berufseinsteiger.", sender)
+    assert ENTRY in bot.ask_text("Was verdient man als IT Manager?", sender)
+    assert len(user_texts(kb_url, sender)) == 2
+
+    reply = bot.ask_text(request_text, sender)
+
+    assert reply.startswith(ERASED) and "diese Bitte eingeschlossen" in reply
+    assert stored_events(kb_url, sender) == []
+
+
+@pytest.mark.e2e
+def test_after_erasure_the_same_sender_starts_a_conversation_that_knows_nothing(bot, kb_url):
+    sender = new_sender()
+    bot.ask("Ich bin Berufseinsteiger.", sender)
+    bot.ask("Lösch meine Daten", sender)
+    reply = bot.ask_text("Was verdient man als IT Manager?", sender)
+    assert ENTRY in reply and SENIOR in reply, "without the level both bands are given"
+    assert user_texts(kb_url, sender) == ["Was verdient man als IT Manager?"]
+
+
+@pytest.mark.e2e
+def test_vergiss_das_resets_the_context_says_only_that_and_deletes_nothing(bot, kb_url):
+    sender = new_sender()
+    bot.ask("Ich bin Berufseinsteiger.", sender)
+    reply = bot.ask_text("Vergiss das", sender)
+    assert "vergessen" in reply
+    assert not any(word in reply.lower() for word in ("lösch", "gelöscht", "erledigt", "datenbank"))
+    assert user_texts(kb_url, sender) == ["Ich bin Berufseinsteiger.", "Vergiss das"]
+
+
+# --- two replicas on one PostgreSQL and one Redis ------------------------------------------
+
+@pytest.fixture
+def replicas(model, postgres_url, redis_url):
+    engine = make_engine(postgres_url)
+    load_knowledge(engine, PROJECT_ROOT / "data" / "knowledge")
+    engine.dispose()
+    overrides = stack_overrides(postgres_url, REDIS_URL=redis_url)
+    with Stack.default(model, overrides, log_dir=ARTIFACTS / "logs" / "erasure-replicas",
+                       replica_ports=[free_port()]) as stack:
+        yield stack.rasa_urls
+
+
+def say(url: str, sender: str, text: str) -> str:
+    replies = post_json(f"{url}/webhooks/rest/webhook", {"sender": sender, "message": text}, timeout=120)
+    return "\n".join(m.get("text", "") for m in replies)
+
+
+@pytest.mark.e2e
+def test_erasure_on_one_replica_removes_what_both_replicas_wrote(replicas, postgres_url):
+    first, second = replicas
+    sender = new_sender()
+    say(first, sender, "Ich bin Berufseinsteiger.")
+    assert ENTRY in say(second, sender, "Was verdient man als IT Manager?")
+    say(first, sender, "Welche Fähigkeiten brauche ich?")  # the first replica keeps the tracker now
+    assert say(second, sender, "Lösch meine Daten").startswith(ERASED)
+    assert stored_events(postgres_url, sender) == []
+
+    reply = say(first, sender, "Was verdient man als IT Manager?")  # where the old tracker was kept
+    assert ENTRY in reply and SENIOR in reply, "the level must be gone on the other replica too"
+    assert user_texts(postgres_url, sender) == ["Was verdient man als IT Manager?"]

@@ -16,11 +16,12 @@ import pytest
 
 from revierlotse import notices
 from revierlotse.channels.telegram import (
-    COMMAND_MENU, COMMANDS, MESSAGE_LIMIT, TelegramOutput, make_bot, parse_update, split_text,
+    COMMAND_MENU, COMMANDS, MESSAGE_LIMIT, TelegramOutput, make_bot, parse_update, sender_of_chat, split_text,
 )
 from revierlotse.settings import PROJECT_ROOT
 from tests.conftest import ARTIFACTS, free_port, stack_overrides
 from tests.fake_telegram import FakeTelegram
+from tests.stored_events import slot_values, stored_events
 
 TOKEN = "123456:TEST-token_for-the-fake"
 SECRET = "test-secret_0123456789"
@@ -223,7 +224,7 @@ def telegram(model, kb_url):
 
     with FakeTelegram(TOKEN) as api:
         overrides = stack_overrides(kb_url, TELEGRAM_TOKEN=TOKEN, TELEGRAM_SECRET_TOKEN=SECRET,
-                                    TELEGRAM_API_URL=api.url, TELEGRAM_WEBHOOK_URL="")
+                                    TELEGRAM_API_URL=api.url, TELEGRAM_WEBHOOK_URL="", RETENTION_DAYS="21")
         with Stack.default(model, overrides, log_dir=ARTIFACTS / "logs" / "telegram") as stack:
             yield TelegramBot(stack.rasa_url, api)
 
@@ -336,3 +337,46 @@ def test_channel_is_off_without_token_and_rest_still_works(bot):
         urllib.request.urlopen(request, timeout=30)
     assert error.value.code == 503
     assert "Glück auf" in bot.ask_text("Hallo!")
+
+
+@pytest.mark.e2e
+def test_datenschutz_says_what_is_stored_for_how_long_and_how_to_delete(telegram):
+    reply = telegram.say(next_id(), "/datenschutz")
+    assert "Datenschutz" in reply and "21 Tage" in reply  # RETENTION_DAYS of this stack
+    assert "Chat-ID" in reply and "/loeschen" in reply and "Lösch meine Daten" in reply
+
+
+@pytest.mark.e2e
+def test_loeschen_erases_every_stored_event_of_the_chat(telegram, kb_url):
+    chat = next_id()
+    telegram.say(chat, "Ich bin Berufseinsteiger.")
+    telegram.say(chat, "Was verdient man als IT Manager?")
+    assert stored_events(kb_url, sender_of_chat(chat))
+    reply = telegram.say(chat, "/loeschen")
+    assert reply.startswith("Ich habe unser Gespräch gelöscht")
+    assert stored_events(kb_url, sender_of_chat(chat)) == []
+    # The chat goes on as a new conversation that knows nothing of the old one.
+    reply = telegram.say(chat, "Was verdient man als IT Manager?")
+    assert "4.200 bis 5.200 €" in reply and "5.800 bis 7.200 €" in reply
+    assert "Ich bin Berufseinsteiger." not in str(stored_events(kb_url, sender_of_chat(chat)))
+
+
+@pytest.mark.e2e
+def test_fact_answers_carry_rating_buttons_and_a_press_is_stored(telegram, kb_url):
+    chat = next_id()
+    telegram.say(chat, "Was verdient ein Einsteiger als IT Manager?")
+    [answer] = telegram.api.calls_to("sendMessage", chat)
+    buttons = {b["text"]: b["callback_data"] for row in answer.button_rows for b in row}
+    assert buttons["👍 Hilfreich"] == "/feedback_helpful" and buttons["👎 Nicht hilfreich"] == "/feedback_unhelpful"
+
+    status, _ = telegram.post(button_update(chat, buttons["👎 Nicht hilfreich"], "rate-1"))
+    assert status == 200
+    telegram.api.wait_for(lambda c: c.method == "answerCallbackQuery" and c.params["callback_query_id"] == "rate-1")
+    offer = telegram.api.wait_for_messages(chat, 2)[1].text
+    assert "was dir gefehlt hat" in offer
+    assert "Hinweis notiert" in telegram.say(chat, "Mir fehlt, was man in Teilzeit verdient")
+
+    [rating] = slot_values(kb_url, sender_of_chat(chat), "answer_feedback")
+    assert rating["rating"] == "unhelpful" and rating["topic"] == "salary" and rating["facts"]
+    assert rating["question"] == "Was verdient ein Einsteiger als IT Manager?"
+    assert "Mir fehlt, was man in Teilzeit verdient" in slot_values(kb_url, sender_of_chat(chat), "feedback_comment")

@@ -2,7 +2,8 @@
 
 Rasa parses a message that starts with `/` as an intent (and JSON after it as
 entities/slots), bypassing NLU. Only the payloads our own buttons send may do that:
-`/ask_<topic>`, `/greet` and `/ask_capabilities`, bare, with nothing after them.
+`/ask_<topic>`, `/greet`, `/ask_capabilities`, `/feedback_helpful`, `/feedback_unhelpful`,
+`/privacy_notice` and `/delete_data`, bare, with nothing after them.
 Any other leading slash is dropped so the text goes through NLU like any other.
 Control characters (NUL included) are removed; line breaks and tabs become spaces.
 """
