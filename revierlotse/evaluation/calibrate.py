@@ -26,12 +26,12 @@ from revierlotse.kb.models import QUALIFIER_NAMES
 from revierlotse.settings import PROJECT_ROOT
 
 TOPIC_PREFIX = "ask_"
+# Each name is a field of `Weights` or `Thresholds`; every combination is tried.
 GRID = {
-    "lexical": (1.2,),
-    "topic": (0.45,),
-    "overview": (0.0,),
-    "answer_min": (0.9, 1.1, 1.2, 1.3, 1.4, 1.5, 1.6),
-    "second_margin": (0.06,),
+    "lexical": (1.0, 1.2, 1.5),
+    "topic": (0.3, 0.45),
+    "answer_min": (0.9, 1.0, 1.1),
+    "unfamiliar_semantic_min": (0.0, 0.6, 0.7, 0.8),
 }
 
 
@@ -102,12 +102,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         pairs = list(zip(cases, parses))
         base_w, base_t = kb.weights, kb.thresholds
         results = []
-        grid = itertools.product(GRID["lexical"], GRID["topic"], GRID["overview"], GRID["answer_min"],
-                                 GRID["second_margin"])
-        for lexical, topic, overview, answer_min, margin in grid:
-            kb.weights = replace(base_w, lexical=lexical, topic=topic, overview=overview)
-            kb.thresholds = replace(base_t, answer_min=answer_min, second_margin=margin)
-            results.append((score(kb, pairs, judge), (lexical, topic, overview, answer_min, margin)))
+        for setting in itertools.product(*GRID.values()):
+            values = dict(zip(GRID, setting))
+            kb.weights = replace(base_w, **{k: v for k, v in values.items() if hasattr(base_w, k)})
+            kb.thresholds = replace(base_t, **{k: v for k, v in values.items() if hasattr(base_t, k)})
+            results.append((score(kb, pairs, judge), setting))
         results.sort(reverse=True)
         print("accuracy covered misleading | " + " ".join(GRID))
         for (acc, cov, mis), setting in results[: args.top]:

@@ -46,6 +46,9 @@ class Thresholds:
     offer_min: float = 1.0  # after "not covered", offer the best item only above this
     second_margin: float = 0.06  # a second fact joins when it scores this close to the first
     yes_no_min: float = 0.72  # the closest yes/no form must be this similar to lead with Ja/Nein
+    # A question with words the knowledge never uses is taken as not covered unless its
+    # closest question form is at least this similar (0 switches the check off).
+    unfamiliar_semantic_min: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -78,9 +81,11 @@ class Composer:
     # -- kinds of answers ------------------------------------------------------
     def for_question(self, question: str, ranked: List[Scored], topic_prior: Mapping[str, float],
                      qualifiers: Mapping[str, Optional[str]], place: Optional[str],
-                     previous_topic: Optional[str] = None, mentioned: Sequence[str] = ()) -> Answer:
+                     previous_topic: Optional[str] = None, mentioned: Sequence[str] = (),
+                     unfamiliar: Sequence[str] = ()) -> Answer:
         """`mentioned`: qualifier names the question itself states ("mit Teamleitung"):
-        facts of the answer's topic meant for those join it."""
+        facts of the answer's topic meant for those join it. `unfamiliar`: the
+        question's words that the knowledge never uses."""
         top = ranked[0]
         if place and place.lower() != HOME_PLACE:
             compared = self._place_comparison(question, ranked, place.lower(), topic_prior, previous_topic)
@@ -94,6 +99,8 @@ class Composer:
             return self._not_covered(uncovered.rule.key, said, ranked, uncovered.rule.offer)
         if top.score < self.t.answer_min:
             return Answer(top.item.topic, self.replies["no_answer"], (), (), uncovered="unknown", needs_menu=True)
+        if unfamiliar and top.semantic < self.t.unfamiliar_semantic_min:
+            return self._not_covered("unknown", self.replies["no_answer"], ranked, "best")
         if top.item.kind == "overview":
             return self.for_topic(top.item.topic, qualifiers)
         ids = [top.item.id]

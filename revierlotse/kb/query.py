@@ -229,7 +229,9 @@ class KnowledgeBase:
         snap = self._current()
         ranked = snap.index().rank(question, topic_prior, qualifiers, previous_topic, self.weights)
         composer = snap.composer(self.thresholds)
-        answers = [composer.for_question(question, ranked, topic_prior, qualifiers, place, previous_topic, mentioned)]
+        unfamiliar = snap.index().unfamiliar_terms(question)
+        answers = [composer.for_question(question, ranked, topic_prior, qualifiers, place, previous_topic, mentioned,
+                                         unfamiliar)]
         if answers[0].uncovered:
             return answers
         wanted = [t for t in topics if t != answers[0].topic]

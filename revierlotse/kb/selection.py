@@ -118,6 +118,12 @@ class FactIndex:
             bag += [t for k in item.keywords for t in terms(k)] * 3
             bags.append(bag)
         self._lexical = LexicalIndex(bags)
+        self._vocabulary = {t for bag in bags for t in bag}
+
+    def unfamiliar_terms(self, question: str) -> List[str]:
+        """Content words of `question` that no fact, overview or question form uses: a
+        sign that it asks for something the article does not talk about."""
+        return [t for t in terms(question) if t not in self._vocabulary and not t.isdigit()]
 
     def rank(
         self,

@@ -5,6 +5,7 @@ is a salary question about another job. The rules live in the knowledge source
 (`not_covered:`), each a list of regular expressions on the folded question text
 (lower case, umlauts folded: see `lexical.fold`), an `unless` list that cancels the rule
 (the role named is the asker's background, not the subject) and the reply that says so.
+A pattern's group named `m`, where it has one, is what the reply names ({match}).
 """
 
 from __future__ import annotations
@@ -52,7 +53,8 @@ def find_uncovered(question: str, rules: Sequence[Rule]) -> Optional[Uncovered]:
         for pattern in rule.patterns:
             found = pattern.search(folded)
             if found:
-                return Uncovered(rule, question[found.start():found.end()].strip())
+                group = "m" if "m" in pattern.groupindex and found.group("m") else 0
+                return Uncovered(rule, question[found.start(group):found.end(group)].strip())
     return None
 
 
