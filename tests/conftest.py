@@ -109,6 +109,14 @@ def postgres_url():
         admin.dispose()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """Each storage test runs on the embedded default and on PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'revierlotse.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
 @pytest.fixture
 def redis_url() -> str:
     """The test Redis (tests use unique keys and delete them)."""

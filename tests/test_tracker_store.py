@@ -1,58 +1,30 @@
-"""Conversations in SQL (SQLite / PostgreSQL), atomic Redis locks, retention purge, compose file.
+"""Conversations in SQL (SQLite and PostgreSQL): Rasa's rows and rules, kept trackers, restarts.
 
-PostgreSQL tests get a fresh schema (`postgres_url`), Redis tests unique keys; both
-clean up after themselves.
+PostgreSQL tests get a fresh schema (`postgres_url`) and drop it afterwards.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import os
-import shutil
-import subprocess
-import sys
 import time
-import uuid
 
 import pytest
-import redis
 import sqlalchemy as sa
-from rasa.core.lock_store import InMemoryLockStore, LockError, LockStore
-from rasa.core.utils import read_endpoints_from_path
-from rasa.shared.core.domain import Domain
 from rasa.core.tracker_store import SQLTrackerStore
+from rasa.shared.core.domain import Domain
 from rasa.shared.core.events import ActionExecuted, BotUttered, SessionStarted, SlotSet, UserUttered
 from rasa.shared.core.trackers import DialogueStateTracker
 
-from revierlotse.kb.loader import load_knowledge
 from revierlotse.db import make_engine
+from revierlotse.kb.loader import load_knowledge
 from revierlotse.settings import PROJECT_ROOT
 from revierlotse.stack import Stack
-from revierlotse.stores.lock_store import HeldLock, RedisAtomicLockStore
 from revierlotse.stores.tracker_store import DatabaseTrackerStore
 from tests.conftest import ARTIFACTS, Bot, new_sender, stack_overrides
 
 DAY = 86400.0
 
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path):
-    """Each storage test runs on the embedded default and on PostgreSQL."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'revierlotse.db'}"
-    return request.getfixturevalue("postgres_url")
-
-
-def save_conversation(store: DatabaseTrackerStore, sender: str, texts, when: float) -> None:
-    events = [ActionExecuted("action_listen", timestamp=when)]
-    for offset, text in enumerate(texts):
-        events += [UserUttered(text, timestamp=when + offset), BotUttered(f"Antwort auf {text}", timestamp=when + offset),
-                   ActionExecuted("action_listen", timestamp=when + offset)]
-    asyncio.run(store.save(DialogueStateTracker.from_events(sender, events)))
-
-
-# --- tracker store ---------------------------------------------------------------
 
 def test_tracker_store_keeps_conversation_and_slots_across_instances(database_url):
     sender = new_sender()
@@ -118,24 +90,6 @@ def test_tracker_store_reads_and_writes_exactly_what_rasas_sql_store_does(databa
     rasa.engine.dispose()
 
 
-def test_endpoints_yml_builds_our_stores(monkeypatch, tmp_path, redis_url):
-    monkeypatch.setenv("ACTION_ENDPOINT_URL", "http://127.0.0.1:1/webhook")
-    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'x.db'}")
-    monkeypatch.setenv("REDIS_URL", "")
-    endpoints = read_endpoints_from_path(PROJECT_ROOT / "endpoints.yml")
-    assert isinstance(LockStore.create(endpoints.lock_store), InMemoryLockStore)
-    assert endpoints.tracker_store.type == "revierlotse.stores.tracker_store.DatabaseTrackerStore"
-    assert endpoints.tracker_store.url == os.environ["DATABASE_URL"]
-
-    monkeypatch.setenv("REDIS_URL", redis_url)
-    endpoints = read_endpoints_from_path(PROJECT_ROOT / "endpoints.yml")
-    assert isinstance(LockStore.create(endpoints.lock_store), RedisAtomicLockStore)
-
-    monkeypatch.setenv("REDIS_URL", "")
-    monkeypatch.setenv("SANIC_WORKERS", "2")  # several workers without Redis: refuse
-    endpoints = read_endpoints_from_path(PROJECT_ROOT / "endpoints.yml")
-    with pytest.raises(ValueError, match="REDIS_URL"):
-        LockStore.create(endpoints.lock_store)
 
 
 # --- kept trackers ----------------------------------------------------------------
@@ -347,208 +301,3 @@ def test_conversation_survives_a_restart_of_the_rasa_server(model, postgres_url)
 
         reply = bot.ask_text("was kann ich verdienen?", sender)
     assert "4.200 bis 5.200 €" in reply
-
-
-# --- lock store against the real Redis --------------------------------------------
-
-@pytest.fixture
-def locks(redis_url):
-    """Two lock stores on one Redis, as two replicas have; unique keys, removed after."""
-    prefix = f"test:lock:{uuid.uuid4().hex[:8]}:"
-    stores = []
-
-    def make(**kwargs) -> RedisAtomicLockStore:
-        store = RedisAtomicLockStore(redis_url, key_prefix=prefix, **kwargs)
-        stores.append(store)
-        return store
-
-    yield make
-    client = redis.Redis.from_url(redis_url)
-    for key in client.scan_iter(f"{prefix}*"):
-        client.delete(key)
-    client.close()
-
-
-def run(coro):
-    return asyncio.run(coro)
-
-
-def test_second_holder_cannot_acquire_until_release(locks):
-    replica_a, replica_b = locks(), locks()
-
-    async def scenario():
-        held = await replica_a.try_acquire("c1")
-        assert held is not None
-        assert await replica_b.try_acquire("c1") is None
-        assert await replica_a.try_acquire("c1") is None  # not re-entrant either
-        assert await replica_b.try_acquire("c2") is not None  # other conversations are free
-        assert await replica_a.release(held) is True
-        assert await replica_b.try_acquire("c1") is not None
-    run(scenario())
-
-
-def test_acquire_sets_value_and_lifetime_in_one_command(locks):
-    store = locks(lock_lifetime=30)
-
-    async def scenario():
-        held = await store.try_acquire("c1")
-        assert await store.redis.get(store.key("c1")) == held.token.encode()
-        assert 0 < await store.redis.pttl(store.key("c1")) <= 30_000  # never a lock without expiry
-    run(scenario())
-
-
-def test_release_by_non_owner_does_not_delete(locks):
-    owner, other = locks(), locks()
-
-    async def scenario():
-        held = await owner.try_acquire("c1")
-        assert await other.release(HeldLock("c1", "not-the-owner")) is False
-        assert await other.redis.get(other.key("c1")) == held.token.encode()
-        assert await other.try_acquire("c1") is None
-        assert await owner.release(held) is True
-        assert await owner.redis.exists(owner.key("c1")) == 0
-    run(scenario())
-
-
-def test_lock_expires_after_its_lifetime_and_stale_release_spares_the_new_holder(locks):
-    crashed, waiting = locks(), locks()
-
-    async def scenario():
-        stale = await crashed.try_acquire("c1", lifetime=0.3)  # holder dies, never releases
-        assert stale is not None
-        fresh = await waiting.acquire("c1", wait_timeout=30)  # returns once the lock expired
-        assert await crashed.release(stale) is False  # late release of the expired lock
-        assert await waiting.redis.get(waiting.key("c1")) == fresh.token.encode()
-        assert await waiting.release(fresh) is True
-    run(scenario())
-
-
-def test_waiting_gives_up_with_lock_error(locks):
-    holder, waiter = locks(), locks()
-
-    async def scenario():
-        await holder.try_acquire("c1")
-        with pytest.raises(LockError):
-            await waiter.acquire("c1", wait_timeout=0)
-    run(scenario())
-
-
-def test_held_lock_is_renewed_while_its_turn_runs(locks):
-    store, other = locks(lock_lifetime=0.3), locks()
-
-    async def scenario():
-        async with store.lock("c1") as held:
-            await asyncio.sleep(1.0)  # a turn that outlasts the lifetime several times
-            assert await other.try_acquire("c1") is None
-            assert await store.redis.get(store.key("c1")) == held.token.encode()
-        assert await other.try_acquire("c1") is not None  # released at the end of the turn
-    run(scenario())
-
-
-def test_turns_on_one_conversation_never_overlap_across_replicas(locks):
-    replicas = [locks(), locks()]
-    inside, overlaps, done = [0], [0], []
-
-    async def turn(number: int) -> None:
-        async with replicas[number % 2].lock("c1"):
-            inside[0] += 1
-            overlaps[0] = max(overlaps[0], inside[0])
-            await asyncio.sleep(0)  # yield inside the critical section: others must wait
-            await asyncio.sleep(0.005)
-            done.append(number)
-            inside[0] -= 1
-
-    async def scenario():
-        await asyncio.gather(*(turn(n) for n in range(30)))
-    run(scenario())
-    assert overlaps[0] == 1
-    assert sorted(done) == list(range(30))
-
-
-# --- retention purge -------------------------------------------------------------
-
-def test_purge_deletes_old_conversations_and_keeps_fresh_ones(database_url):
-    store = DatabaseTrackerStore(domain=Domain.empty(), host=database_url)
-    now = time.time()
-    old = [new_sender() for _ in range(3)]
-    fresh = [new_sender() for _ in range(2)]
-    for sender in old:
-        save_conversation(store, sender, ["Hallo", "Was verdient ein Einsteiger?"], now - 45 * DAY)
-    save_conversation(store, fresh[0], ["Hallo"], now - 1 * DAY)
-    # Started long ago but still active: kept whole.
-    save_conversation(store, fresh[1], ["Hallo"], now - 60 * DAY)
-    save_conversation(store, fresh[1], ["Hallo", "und jetzt?"], now - 2 * DAY)
-
-    result = subprocess.run(
-        [sys.executable, "-m", "revierlotse.purge"], cwd=PROJECT_ROOT, capture_output=True, text=True,
-        env={**os.environ, "DATABASE_URL": database_url, "RETENTION_DAYS": "30"}, timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("3 Unterhaltungen gelöscht"), result.stdout
-    assert "30 Tagen" in result.stdout
-
-    with store.engine.connect() as connection:
-        remaining = {row[0] for row in connection.execute(sa.text("SELECT DISTINCT sender_id FROM events"))}
-        oldest_kept = connection.execute(
-            sa.text("SELECT MIN(timestamp) FROM events WHERE sender_id = :s"), {"s": fresh[1]}).scalar()
-    store.engine.dispose()
-    assert remaining == set(fresh)
-    assert oldest_kept < now - 59 * DAY  # the active conversation kept its beginning
-
-
-def test_purge_without_conversations_reports_zero(tmp_path):
-    url = f"sqlite:///{tmp_path / 'empty.db'}"
-    result = subprocess.run(
-        [sys.executable, "-m", "revierlotse.purge", "--database-url", url], cwd=PROJECT_ROOT,
-        capture_output=True, text=True, timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("0 Unterhaltungen gelöscht")
-
-
-# --- deployment ------------------------------------------------------------------
-
-def compose_command():
-    """`docker compose` (plugin) or `docker-compose` (standalone), whichever works."""
-    if shutil.which("docker"):
-        probe = subprocess.run(["docker", "compose", "version"], capture_output=True)
-        if probe.returncode == 0:
-            return ["docker", "compose"]
-    if shutil.which("docker-compose"):
-        return ["docker-compose"]
-    return None
-
-
-def test_docker_compose_file_is_valid():
-    command = compose_command()
-    if command is None:
-        pytest.skip("neither `docker compose` nor `docker-compose` is installed")
-    result = subprocess.run(
-        [*command, "--file", "docker-compose.yml", "config"], cwd=PROJECT_ROOT, capture_output=True, text=True,
-        env={**os.environ, "POSTGRES_PASSWORD": "compose-config-check"}, timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    config = result.stdout
-    for service in ("rasa", "actions", "db", "redis", "proxy"):
-        assert f"  {service}:" in config
-    assert "REDIS_URL: redis://redis:6379/0" in config
-
-
-def test_compose_proxy_is_sticky_for_socketio_and_points_at_compose_services():
-    import re
-
-    import yaml
-
-    compose = yaml.safe_load((PROJECT_ROOT / "docker-compose.yml").read_text())
-    services = compose["services"]
-    nginx = (PROJECT_ROOT / "deploy" / "nginx.conf").read_text()
-    mounted = [v.split(":")[0] for v in services["proxy"]["volumes"]]
-    assert "./deploy/nginx.conf" in mounted
-    upstreams = dict(re.findall(r"upstream (\w+) \{([^}]*)\}", nginx))
-    assert "ip_hash;" in upstreams["rasa_sticky"]
-    assert re.search(r"location /socket\.io/ \{[^}]*proxy_pass http://rasa_sticky;[^}]*Upgrade", nginx)
-    for body in upstreams.values():
-        for host in re.findall(r"server ([\w-]+):\d+;", body):
-            assert host in services, f"nginx upstream {host} is not a compose service"
-    assert services["rasa"]["environment"]["REDIS_URL"].startswith("redis://redis:")
-    assert services["rasa"]["environment"]["DATABASE_URL"].startswith("postgresql://")
