@@ -229,7 +229,7 @@ def test_report_compares_all_contenders_and_checks_targets(tmp_path: Path):
     assert checks["p95 at 10 users (ms)"]["met"] is True
     assert checks["throughput at 10 users vs stock (Rasa as shipped)"]["value"] == 4.0
     assert checks["throughput at 10 users vs stock config, our serving"]["value"] == 2.0
-    # the target is the stock config as Rasa serves it; the same-serving one is reported beside it
+    # the target is against the stock config as Rasa serves it; the same-serving one is reported beside it
     assert checks["throughput at 10 users vs stock (Rasa as shipped)"]["kind"] == "target"
     assert checks["throughput at 10 users vs stock config, our serving"]["kind"] == "reference"
     assert [c["kind"] for c in checks.values()].count("target") == 4

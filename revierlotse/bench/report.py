@@ -91,14 +91,14 @@ def markdown_table(header: List[str], rows: List[List[str]]) -> str:
     return "\n".join(out)
 
 
-# The issue's throughput target compares with the stock configuration as `rasa init` and
+# The throughput target compares with the stock configuration as `rasa init` and
 # `rasa run` serve it; the same configuration on our serving isolates what the
 # configuration alone gives and is reported beside it, against the same 2x.
 TARGET_BASELINE = "stock"
 
 
 def target_check(results: Dict[str, Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """Issue 9's targets (`kind` "target") and the stricter same-serving comparison ("reference")."""
+    """The performance targets (`kind` "target") and the stricter same-serving comparison ("reference")."""
     ours = results["revierlotse"]
     at10 = _level(ours, 10) or {}
     checks = [
