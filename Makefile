@@ -73,6 +73,10 @@ test: install kb train ## run every test (unit, NLU, stories, end to end)
 test-fast: $(STAMP) ## unit tests only (no servers)
 	$(PY) -m pytest -ra -m "not e2e"
 
+.PHONY: kb-coverage
+kb-coverage: $(STAMP) ## list sentences of the article (ARTICLE=path) that no fact in data/knowledge/facts.yml covers
+	$(PY) -m revierlotse.kb.coverage $(ARTICLE)
+
 .PHONY: eval
 eval: kb train ## answer-level evaluation on the blind question sets (tests/eval/): accuracy, misleading answers, abstention
 	$(PY) -m revierlotse.evaluation.answers $(EVAL_ARGS)

@@ -148,3 +148,15 @@ def test_a_new_question_form_changes_the_next_answer_without_training(tmp_path):
     after = kb.answer_question(question)[0]
     assert after.entry_ids[:1] == ("culture-stay-kumpel",) != before.entry_ids[:1]
     engine.dispose()
+
+
+def test_the_coverage_check_lists_a_sentence_no_fact_covers(tmp_path):
+    from revierlotse.kb.coverage import uncovered
+    from revierlotse.kb.source import read_source
+
+    facts = [f["text"] for f in read_source(SOURCE).facts if "{band:" not in f["text"]][:6]
+    stray = "Freitags serviert die Kantine am Hafen Currywurst mit Pommes und einem kleinen Salat."
+    article = " ".join([*facts, stray])
+    listed = [p.text for p in uncovered(article, SOURCE)]
+    assert stray in listed
+    assert not any(f in listed for f in facts)
