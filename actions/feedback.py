@@ -22,7 +22,6 @@ from rasa_sdk.forms import FormValidationAction
 
 HELPFUL, UNHELPFUL = "helpful", "unhelpful"
 RATING_OF_INTENT = {"feedback_helpful": HELPFUL, "feedback_unhelpful": UNHELPFUL}
-FEEDBACK_PAYLOADS = {"/feedback_helpful", "/feedback_unhelpful"}
 FEEDBACK_SLOT = "answer_feedback"
 COMMENT_SLOT = "feedback_comment"
 COMMENT_FORM = "feedback_comment_form"
@@ -42,6 +41,9 @@ def feedback_buttons() -> List[Dict[str, str]]:
         {"title": HELPFUL_TITLE, "payload": "/feedback_helpful"},
         {"title": UNHELPFUL_TITLE, "payload": "/feedback_unhelpful"},
     ]
+
+
+FEEDBACK_PAYLOADS = {button["payload"] for button in feedback_buttons()}
 
 
 def shown_facts(tracker: Tracker) -> List[str]:
