@@ -168,6 +168,9 @@ class ActionInform(KnowledgeAction):
         place = latest_entity(tracker, "place")
         if topic and kb.has_topic(topic) and mentioned and not place:
             qualifiers = user_qualifiers(tracker)
+            asked = self.answer_question(tracker, kb) if question_text(tracker) else []
+            if asked and asked[0].topic != topic and asked[0].entry_ids:  # the question moved on
+                return self.say_answers(dispatcher, kb, asked)
             answer = kb.follow_up(topic, mentioned, **qualifiers)
             if answer is None:
                 labels = kb.qualifier_values()
@@ -199,6 +202,10 @@ class ActionMore(KnowledgeAction):
         if not topic or not kb.has_topic(topic):
             self.say_with_menu(dispatcher, kb, "no_topic")
             return []
+        if question_text(tracker):  # "wie viel mehr genau?" asks for what the article lacks
+            asked = self.answer_question(tracker, kb)
+            if asked[0].uncovered not in (None, "unknown"):
+                return self.say_answers(dispatcher, kb, asked)
         shown = list(tracker.get_slot("shown_entries") or [])
         detail = kb.more(topic, shown, question_text(tracker))
         if detail is None:

@@ -28,10 +28,10 @@ from revierlotse.settings import PROJECT_ROOT
 TOPIC_PREFIX = "ask_"
 # Each name is a field of `Weights` or `Thresholds`; every combination is tried.
 GRID = {
-    "lexical": (1.0, 1.2, 1.5),
-    "topic": (0.3, 0.45),
-    "answer_min": (0.9, 1.0, 1.1),
-    "unfamiliar_semantic_min": (0.0, 0.6, 0.7, 0.8),
+    "lexical": (1.5,),
+    "topic": (0.45,),
+    "answer_min": (0.9, 0.95, 1.05, 1.15),
+    "unfamiliar_semantic_min": (0.0, 0.5, 0.6, 0.7, 0.8, 0.9),
 }
 
 

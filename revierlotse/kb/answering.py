@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-from revierlotse.kb.lexical import fold
+from revierlotse.kb.lexical import fold, question_part, terms
 from revierlotse.kb.selection import Scored, has_negation, is_yes_no_question
 from revierlotse.kb.source import BAND_REF
 from revierlotse.kb.uncovered import Rule, find_uncovered
@@ -48,7 +48,7 @@ class Thresholds:
     yes_no_min: float = 0.72  # the closest yes/no form must be this similar to lead with Ja/Nein
     # A question with words the knowledge never uses is taken as not covered unless its
     # closest question form is at least this similar (0 switches the check off).
-    unfamiliar_semantic_min: float = 0.0
+    unfamiliar_semantic_min: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -87,17 +87,22 @@ class Composer:
         facts of the answer's topic meant for those join it. `unfamiliar`: the
         question's words that the knowledge never uses."""
         top = ranked[0]
+        asked = question_part(question)  # rules and places judge what is asked, not the context
+        if place and fold(place) not in fold(asked):
+            place = None
         if place and place.lower() != HOME_PLACE:
             compared = self._place_comparison(question, ranked, place.lower(), topic_prior, previous_topic)
             if compared is not None:
                 return self._answer([compared.id], compared.topic)
             said = self.replies["other_place"].format(place=place[:1].upper() + place[1:])
             return self._not_covered("other_place", said, ranked, "best")
-        uncovered = find_uncovered(question, self.rules)
+        uncovered = find_uncovered(asked, self.rules)
         if uncovered is not None:
             said = uncovered.rule.reply.format(match=uncovered.match)
             return self._not_covered(uncovered.rule.key, said, ranked, uncovered.rule.offer)
         if top.score < self.t.answer_min:
+            if previous_topic and len(terms(question)) <= 2:  # "und später?": the last topic, generally
+                return self.for_topic(previous_topic, qualifiers)
             return Answer(top.item.topic, self.replies["no_answer"], (), (), uncovered="unknown", needs_menu=True)
         if unfamiliar and top.semantic < self.t.unfamiliar_semantic_min:
             return self._not_covered("unknown", self.replies["no_answer"], ranked, "best")

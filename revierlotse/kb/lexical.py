@@ -48,6 +48,42 @@ def clauses(text: str) -> List[str]:
     return [c.strip(" ,.") for c in CLAUSE_BREAK.split(text) if len(c.split()) >= 2]
 
 
+# The job and the place every question is about. Nearly every question and question
+# form names them, so for the sentence encoder they are noise that makes "Wie wird man
+# IT Manager in Duisburg?" look like any other question naming them.
+_DOMAIN = re.compile(
+    r"\b(als |zum |zur |ein |einen |eine )?(it[- ]?manager(in|innen|s)?|it[- ]?management|it[- ]?leiter(in)?)\b"
+    r"|\b(hier |dort |da )?(in|im|aus|um) (duisburg|ruhrgebiet|ruhrpott|pott|revier)\b"
+    r"|\bduisburger\b",
+    re.IGNORECASE,
+)
+
+
+def without_domain(text: str) -> str:
+    """`text` without the job title and the region (see _DOMAIN); the text itself
+    when nothing else would remain."""
+    stripped = " ".join(_DOMAIN.sub(" ", text).split())
+    return stripped if len(stripped.split()) >= 1 and re.search(r"\w", stripped) else text
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?:])\s+")
+
+
+def question_part(text: str) -> str:
+    """The part of a message that asks, without the context the asker gives first:
+    "Ich bin Headhunter. Wo liegt die Einstiegsspanne?" -> "Wo liegt die Einstiegsspanne?".
+
+    The sentences ending in "?" when there are others before them; the whole text when
+    it has no such sentence or the question is too short to stand alone ("Und du?").
+    """
+    parts = [p.strip() for p in _SENTENCE_END.split(text.strip()) if p.strip()]
+    asking = [p for p in parts if p.endswith("?")]
+    if not asking or len(asking) == len(parts):
+        return text
+    question = " ".join(asking)
+    return question if len(terms(question)) >= 2 else text
+
+
 def fold(text: str) -> str:
     """Lower case with umlauts and ß folded: the form all matching works on."""
     return text.lower().translate(_FOLD)

@@ -25,7 +25,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from revierlotse.kb.answering import Answer, Composer, FactRow, Thresholds
-from revierlotse.kb.lexical import clauses
+from revierlotse.kb.lexical import clauses, question_part
 from revierlotse.kb.models import (
     Fact,
     FactQuestion,
@@ -229,7 +229,7 @@ class KnowledgeBase:
         snap = self._current()
         ranked = snap.index().rank(question, topic_prior, qualifiers, previous_topic, self.weights)
         composer = snap.composer(self.thresholds)
-        unfamiliar = snap.index().unfamiliar_terms(question)
+        unfamiliar = snap.index().unfamiliar_terms(question_part(question))
         answers = [composer.for_question(question, ranked, topic_prior, qualifiers, place, previous_topic, mentioned,
                                          unfamiliar)]
         if answers[0].uncovered:

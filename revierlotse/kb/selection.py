@@ -23,7 +23,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
-from revierlotse.kb.lexical import LexicalIndex, fold, terms
+from revierlotse.kb.lexical import LexicalIndex, fold, terms, without_domain
 
 Encoder = Callable[[List[str]], np.ndarray]
 
@@ -43,7 +43,7 @@ _NEGATION = re.compile(r"\b(nicht|kein|keine|keinen|keiner|nie)\b")
 @dataclass(frozen=True)
 class Weights:
     semantic: float = 1.0
-    lexical: float = 1.2
+    lexical: float = 1.5
     topic: float = 0.45
     qualifier: float = 0.12
     # Follow-ups lean on the topic of the last answer; elliptic ones ("und später?",
@@ -107,7 +107,7 @@ class FactIndex:
         self._topics = np.array([item.topic for item in self.items])
         self._qualified = [i for i, item in enumerate(self.items) if item.qualifiers]
         self._is_overview = np.array([item.kind == "overview" for item in self.items], dtype=np.float32)
-        vectors = np.asarray(encode([q for _, q, _ in forms]), dtype=np.float32)
+        vectors = np.asarray(encode([without_domain(q) for _, q, _ in forms]), dtype=np.float32)
         self._vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-6)
         centroids = np.add.reduceat(self._vectors, self._starts)
         self._centroids = centroids / np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-6)
@@ -134,7 +134,7 @@ class FactIndex:
         weights: Weights = Weights(),
     ) -> List[Scored]:
         """Every item, best first."""
-        vector = np.asarray(self._encode([question]), dtype=np.float32)[0]
+        vector = np.asarray(self._encode([without_domain(question)]), dtype=np.float32)[0]
         vector /= max(float(np.linalg.norm(vector)), 1e-6)
         sims = self._vectors @ vector
         semantic = np.maximum.reduceat(sims, self._starts)
@@ -164,7 +164,7 @@ class FactIndex:
     def continuations(self, question: str, topic: str, last: Optional[str], shown: Set[str]) -> List[str]:
         """Fact ids of `topic` not in `shown`, best continuation first: similar to the
         user's words and to the fact shown last (its question forms' centroid)."""
-        vector = np.asarray(self._encode([question]), dtype=np.float32)[0]
+        vector = np.asarray(self._encode([without_domain(question)]), dtype=np.float32)[0]
         vector /= max(float(np.linalg.norm(vector)), 1e-6)
         by_question = np.maximum.reduceat(self._vectors @ vector, self._starts)
         by_last = np.zeros(len(self.items), dtype=np.float32)
