@@ -30,8 +30,9 @@ TOPIC_PREFIX = "ask_"
 GRID = {
     "lexical": (1.5,),
     "topic": (0.45,),
-    "answer_min": (0.9, 0.95, 1.05, 1.15),
-    "unfamiliar_semantic_min": (0.0, 0.5, 0.6, 0.7, 0.8, 0.9),
+    "answer_min": (1.0,),
+    "unfamiliar_semantic_min": (0.5,),
+    "clause_min": (1.0, 1.3, 1.6, 1.9, 9.0),
 }
 
 

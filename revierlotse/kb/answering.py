@@ -49,6 +49,8 @@ class Thresholds:
     # A question with words the knowledge never uses is taken as not covered unless its
     # closest question form is at least this similar (0 switches the check off).
     unfamiliar_semantic_min: float = 0.5
+    # A clause of a message asking about another topic too gets its own answer above this.
+    clause_min: float = 1.3
 
 
 @dataclass(frozen=True)

@@ -240,7 +240,7 @@ class KnowledgeBase:
                 break
             within = snap.index().rank(clause, {}, qualifiers, None, self.weights)
             top = within[0]
-            if top.item.topic in wanted and top.score >= self.thresholds.answer_min:
+            if top.item.topic in wanted and top.score >= self.thresholds.clause_min:
                 wanted.remove(top.item.topic)
                 answers.append(composer.for_question(clause, within, {}, qualifiers, place, previous_topic))
         return answers

@@ -37,6 +37,7 @@ _YES_NO_START = re.compile(
     r"macht|mochte|mag|nervt|klappt)\b"
 )
 _INDIRECT_YES_NO = re.compile(r"\b(ob|stimmt es|oder nicht)\b|, oder\s*\??$")
+FAMILIAR_PREFIX = 5  # letters a word shares with a known one to count as familiar
 _NEGATION = re.compile(r"\b(nicht|kein|keine|keinen|keiner|nie)\b")
 
 
@@ -119,11 +120,17 @@ class FactIndex:
             bags.append(bag)
         self._lexical = LexicalIndex(bags)
         self._vocabulary = {t for bag in bags for t in bag}
+        self._prefixes = {t[:FAMILIAR_PREFIX] for t in self._vocabulary if len(t) >= FAMILIAR_PREFIX}
 
     def unfamiliar_terms(self, question: str) -> List[str]:
-        """Content words of `question` that no fact, overview or question form uses: a
-        sign that it asks for something the article does not talk about."""
-        return [t for t in terms(question) if t not in self._vocabulary and not t.isdigit()]
+        """Content words of `question` that no fact, overview or question form uses, not
+        even as a word of the same beginning ("Zertis" meets "Zertifikat"): a sign that
+        it asks for something the article does not talk about."""
+        return [
+            t for t in terms(question)
+            if len(t) >= 4 and not t.isdigit() and t not in self._vocabulary
+            and t[:FAMILIAR_PREFIX] not in self._prefixes
+        ]
 
     def rank(
         self,
