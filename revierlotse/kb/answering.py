@@ -166,11 +166,10 @@ class Composer:
             return None
         if previous_topic == "salary" and len(question.split()) <= 4:  # "und in Berlin?" after the bands
             return None
-        for scored in ranked:
-            fact = self.facts[scored.item.id]
-            if fact.kind == "fact" and fold(place) in (fold(p) for p in fact.places):
-                return fact
-        return None
+        place = fold(place)
+        comparing = [f for f in self.facts.values() if f.kind == "fact" and place in (fold(p) for p in f.places)]
+        leaders = [self.facts[s.item.id] for s in ranked]
+        return next((f for f in leaders if f in comparing), comparing[0] if comparing else None)
 
     def _not_covered(self, reason: str, said: str, ranked: List[Scored], offer: str) -> Answer:
         said = said.strip()

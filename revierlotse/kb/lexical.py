@@ -15,7 +15,9 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from typing import Dict, Iterable, List, Sequence
+from typing import Iterable, List, Sequence
+
+import numpy as np
 
 _FOLD = str.maketrans({"ä": "a", "ö": "o", "ü": "u", "ß": "ss", "é": "e"})
 _WORD = re.compile(r"[a-z0-9]+")
@@ -105,32 +107,30 @@ def terms(text: str) -> List[str]:
 class LexicalIndex:
     """BM25-style overlap between a question and each item's bag of words.
 
-    An item's bag holds its question forms and text; its keywords count `keyword_weight`
+    An item's bag holds its question forms and text; its keywords count several
     times. Scores are divided by the question's own best possible score, so they lie in
-    0..1 whatever the question's length.
+    0..1 whatever the question's length. The weights of every (item, word) pair are
+    computed once, as one small matrix, so a question costs one column sum.
     """
 
     def __init__(self, bags: Sequence[Iterable[str]], k1: float = 1.2, b: float = 0.5) -> None:
-        self._bags = [Counter(bag) for bag in bags]
-        n = max(len(self._bags), 1)
-        df: Counter = Counter(t for bag in self._bags for t in bag)
-        self._idf: Dict[str, float] = {t: math.log(1 + (n - d + 0.5) / (d + 0.5)) for t, d in df.items()}
-        lengths = [sum(bag.values()) for bag in self._bags]
-        self._avg = (sum(lengths) / n) or 1.0
-        self._norm = [k1 * (1 - b + b * length / self._avg) for length in lengths]
+        counted = [Counter(bag) for bag in bags]
+        n = max(len(counted), 1)
+        df: Counter = Counter(t for bag in counted for t in bag)
+        self._column = {t: i for i, t in enumerate(df)}
+        self._idf = np.array([math.log(1 + (n - d + 0.5) / (d + 0.5)) for d in df.values()])
+        lengths = [sum(bag.values()) for bag in counted]
+        avg = (sum(lengths) / n) or 1.0
+        self._weights = np.zeros((len(counted), len(df)))
+        for row, (bag, length) in enumerate(zip(counted, lengths)):
+            norm = k1 * (1 - b + b * length / avg)
+            for t, f in bag.items():
+                col = self._column[t]
+                self._weights[row, col] = self._idf[col] * f * (k1 + 1) / (f + norm)
         self._k1 = k1
 
-    def scores(self, question_terms: Sequence[str]) -> List[float]:
-        query = [t for t in dict.fromkeys(question_terms) if t in self._idf]
-        best = sum(self._idf[t] for t in query)
-        if not best:
-            return [0.0] * len(self._bags)
-        out = []
-        for bag, norm in zip(self._bags, self._norm):
-            s = 0.0
-            for t in query:
-                f = bag.get(t)
-                if f:
-                    s += self._idf[t] * f * (self._k1 + 1) / (f + norm)
-            out.append(s / ((self._k1 + 1) * best))
-        return out
+    def scores(self, question_terms: Sequence[str]) -> np.ndarray:
+        cols = [self._column[t] for t in dict.fromkeys(question_terms) if t in self._column]
+        if not cols:
+            return np.zeros(self._weights.shape[0])
+        return self._weights[:, cols].sum(axis=1) / ((self._k1 + 1) * self._idf[cols].sum())

@@ -37,6 +37,7 @@ _YES_NO_START = re.compile(
     r"macht|mochte|mag|nervt|klappt)\b"
 )
 _INDIRECT_YES_NO = re.compile(r"\b(ob|stimmt es|oder nicht)\b|, oder\s*\??$")
+RANKED = 12  # items `rank` returns: the reply needs the leaders only
 FAMILIAR_PREFIX = 5  # letters a word shares with a known one to count as familiar
 _NEGATION = re.compile(r"\b(nicht|kein|keine|keinen|keiner|nie)\b")
 
@@ -106,6 +107,9 @@ class FactIndex:
         self._starts = np.searchsorted(self._form_item, np.arange(len(self.items)))
         self._ends = np.append(self._starts[1:], len(forms))
         self._topics = np.array([item.topic for item in self.items])
+        self._topic_names = sorted(set(self._topics))
+        self._topic_number = {t: i for i, t in enumerate(self._topic_names)}
+        self._topic_of_item = np.array([self._topic_number[t] for t in self._topics])
         self._qualified = [i for i, item in enumerate(self.items) if item.qualifiers]
         self._is_overview = np.array([item.kind == "overview" for item in self.items], dtype=np.float32)
         vectors = np.asarray(encode([without_domain(q) for _, q, _ in forms]), dtype=np.float32)
@@ -140,15 +144,19 @@ class FactIndex:
         previous_topic: Optional[str] = None,
         weights: Weights = Weights(),
     ) -> List[Scored]:
-        """Every item, best first."""
+        """The RANKED best items, best first."""
         vector = np.asarray(self._encode([without_domain(question)]), dtype=np.float32)[0]
         vector /= max(float(np.linalg.norm(vector)), 1e-6)
         sims = self._vectors @ vector
         semantic = np.maximum.reduceat(sims, self._starts)
         words = terms(question)
-        lexical = np.asarray(self._lexical.scores(words))
+        lexical = self._lexical.scores(words)
         scores = weights.semantic * semantic + weights.lexical * lexical
-        scores += weights.topic * np.array([float(topic_prior.get(t, 0.0)) for t in self._topics])
+        prior = np.zeros(len(self._topic_names) + 1)
+        for topic, p in topic_prior.items():
+            prior[self._topic_number.get(topic, -1)] = p  # unknown topics land in the spare last slot
+        prior[-1] = 0.0
+        scores += weights.topic * prior[self._topic_of_item]
         if previous_topic:
             lean = weights.previous_topic_elliptic if len(words) <= 2 else weights.previous_topic
             scores += lean * (self._topics == previous_topic)
@@ -156,7 +164,7 @@ class FactIndex:
         for i in self._qualified:
             if any(qualifiers.get(name) in values for name, values in self.items[i].qualifiers.items()):
                 scores[i] += weights.qualifier
-        order = np.argsort(-scores, kind="stable")
+        order = np.argsort(-scores, kind="stable")[:RANKED]
         ranked = []
         for rank, i in enumerate(order):
             polarity, similarity = "", 0.0
