@@ -14,6 +14,16 @@ def test_intent_injection_with_entities_or_slots_is_turned_into_plain_text():
     assert not is_button_payload("/nlu_fallback")
 
 
+def test_only_button_payloads_of_intents_the_domain_declares_pass_as_intents():
+    from revierlotse.channels.guard import domain_intents
+
+    assert {"ask_salary", "greet", "delete_data"} <= domain_intents()
+    assert is_button_payload("/ask_salary") and clean_text("/ask_salary") == "/ask_salary"
+    for unknown in ("/ask_xyz", "/ask_gehalt", "/ask_"):
+        assert not is_button_payload(unknown)
+        assert clean_text(unknown) == unknown[1:]
+
+
 def test_control_characters_and_nul_are_removed_line_breaks_kept_as_spaces():
     assert clean_text("Gehalt\x00?\x07") == "Gehalt?"
     assert clean_text("Was\nverdient\tman?") == "Was verdient man?"

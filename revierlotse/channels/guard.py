@@ -3,7 +3,9 @@
 Rasa parses a message that starts with `/` as an intent (and JSON after it as
 entities/slots), bypassing NLU. Only the payloads our own buttons send may do that:
 `/ask_<topic>`, `/greet`, `/ask_capabilities`, `/feedback_helpful`, `/feedback_unhelpful`,
-`/privacy_notice` and `/delete_data`, bare, with nothing after them.
+`/privacy_notice` and `/delete_data`, bare, with nothing after them, and only for an
+intent the domain (domain.yml) declares: an unknown `/ask_xyz` would otherwise reach
+Rasa as an intent it does not know (a warning in its log and registry per message).
 Any other leading slash is dropped so the text goes through NLU like any other.
 Control characters (NUL included) are removed; line breaks and tabs become spaces.
 """
@@ -12,8 +14,15 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
+from typing import FrozenSet
+
+import yaml
 
 from revierlotse.intents import BUTTON_INTENT
+from revierlotse.settings import PROJECT_ROOT
+
+DOMAIN_FILE = PROJECT_ROOT / "domain.yml"
 
 BUTTON_PAYLOAD = re.compile(rf"/({BUTTON_INTENT.pattern})")
 # Conversation ids that belong to one channel. Telegram chat ids are guessable numbers,
@@ -24,8 +33,19 @@ _LEADING_SLASHES = re.compile(r"^\s*/+")
 _SPACES = re.compile(r"\s+")
 
 
+@lru_cache(maxsize=1)
+def domain_intents() -> FrozenSet[str]:
+    """The intents domain.yml declares (read once)."""
+    domain = yaml.safe_load(DOMAIN_FILE.read_text(encoding="utf-8")) or {}
+    names = set()
+    for entry in domain.get("intents") or []:
+        names.update(entry if isinstance(entry, dict) else [entry])
+    return frozenset(str(name) for name in names)
+
+
 def is_button_payload(text: str) -> bool:
-    return BUTTON_PAYLOAD.fullmatch(text.strip()) is not None
+    match = BUTTON_PAYLOAD.fullmatch(text.strip())
+    return match is not None and match.group(1) in domain_intents()
 
 
 def clean_text(text: str) -> str:
