@@ -46,6 +46,8 @@ class Settings:
     cors_origins: List[str] = field(default_factory=lambda: ["http://localhost:8080", "http://127.0.0.1:8080"])
     # Public URL of Rasa's socket.io channel for the widget; empty: same host as the page, RASA_PORT.
     web_socket_url: str = ""
+    # Key that signs the widget's session ids; empty: a random one per Rasa process.
+    session_secret: str = ""
 
     telegram_token: str = ""
     telegram_webhook_url: str = ""

@@ -26,7 +26,9 @@
   var chat = null;
   var signals = null;
   var socket = null;
-  var sessionId = null;     // the session the server confirmed (or the stored one, until it does)
+  // The session the server confirmed (or the stored one, until it does). Ids are issued
+  // and signed by the server; it resumes only an id it gave out, anything else gets a new one.
+  var sessionId = null;
   var conversation = [];    // the messages this tab shows, as stored (see isMessage)
   var outbox = [];          // payloads sent before the session was confirmed
   var statusTimer = null;
