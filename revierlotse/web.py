@@ -5,8 +5,11 @@ Serves only what the page needs, from a fixed list: the files directly in web/
 web/node_modules (deep-chat, socket.io-client), `/config.json` (where the widget finds
 Rasa's socket.io channel) and `/health`. The page's privacy notice names the retention
 period: `{{RETENTION}}` in index.html becomes RETENTION_DAYS ("30 Tage"). Every
-response carries a Content-Security-Policy that allows scripts from this server only,
-so even a link or markup that slipped into a chat bubble cannot run script.
+response, error pages included, carries a Content-Security-Policy that allows scripts
+from this server only (so even a link or markup that slipped into a chat bubble cannot
+run script) and connections only to this server and the socket.io URL the widget uses,
+named host by host from the settings. Request lines are logged with control characters
+escaped, so a request cannot forge or garble log lines.
 """
 
 from __future__ import annotations
@@ -14,10 +17,11 @@ from __future__ import annotations
 import json
 import logging
 import mimetypes
+import re
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 from urllib.parse import urlsplit
 
 from revierlotse.settings import PROJECT_ROOT, Settings, get_settings
@@ -31,16 +35,43 @@ VENDOR = {
 }
 RETENTION_TOKEN = b"{{RETENTION}}"
 PAGE_FILES = {".html", ".css", ".js", ".svg", ".png", ".ico"}
+# C0 and C1 control characters and DEL, as \xNN in the log.
+_LOG_ESCAPES = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7f, 0xa0)]}
 
 logger = logging.getLogger("revierlotse.web")
 
 
+def socket_sources(settings: Settings) -> List[str]:
+    """Where the widget's socket.io connects, polling (http) and websocket (ws), no wildcard.
+
+    With WEB_SOCKET_URL that URL; otherwise app.js connects to the page's own host name on
+    RASA_PORT, and the page is served only to the origins in CORS_ORIGINS: those host
+    names on RASA_PORT.
+    """
+    if settings.web_socket_url:
+        parts = [urlsplit(settings.web_socket_url.strip())]
+        bases = [(p.scheme, p.netloc) for p in parts if p.scheme in {"http", "https"} and p.netloc]
+    else:
+        bases = []
+        for origin in settings.cors_origins:
+            parts = urlsplit(origin.strip())
+            if parts.scheme in {"http", "https"} and parts.hostname:
+                host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+                bases.append((parts.scheme, f"{host}:{settings.rasa_port}"))
+    sources: List[str] = []
+    for scheme, netloc in bases:
+        for source in (f"{scheme}://{netloc}", f"{'wss' if scheme == 'https' else 'ws'}://{netloc}"):
+            if source not in sources and _SOURCE.fullmatch(source):
+                sources.append(source)
+    return sources
+
+
+# A CSP host source as we write it: scheme, host (or [v6]), optional port, nothing else.
+_SOURCE = re.compile(r"(https?|wss?)://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:\d{1,5})?")
+
+
 def content_security_policy(settings: Settings) -> str:
-    """Scripts only from here; connections only to here and the Rasa port (http + ws)."""
-    rasa = f"{settings.rasa_port}"
-    # The public socket URL (behind a proxy) for both polling (http) and websocket (ws).
-    public = settings.web_socket_url.rstrip("/")
-    socket = f"{public} {public.replace('http', 'ws', 1)}" if public.startswith("http") else public
+    """Scripts only from here; connections only to here and the widget's socket.io URL."""
     return "; ".join([
         "default-src 'self'",
         "script-src 'self'",
@@ -48,7 +79,7 @@ def content_security_policy(settings: Settings) -> str:
         "style-src 'self' 'unsafe-inline'",
         "img-src 'self' data:",
         "font-src 'self' data:",
-        f"connect-src 'self' http://*:{rasa} ws://*:{rasa} https://*:{rasa} wss://*:{rasa} {socket}".strip(),
+        " ".join(["connect-src 'self'", *socket_sources(settings)]),
         "object-src 'none'",
         "base-uri 'none'",
         "frame-ancestors 'none'",
@@ -105,6 +136,21 @@ class PageHandler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:  # noqa: N802
         self.do_GET()
 
+    def send_error(self, code: int, message: Optional[str] = None, explain: Optional[str] = None) -> None:
+        """Errors http.server answers itself (bad request line, unknown method, too long
+        a header ...) as plain German text with the same headers as every page."""
+        try:
+            status = HTTPStatus(code)
+        except ValueError:
+            status = HTTPStatus.BAD_REQUEST
+        self.close_connection = True
+        # A request line http.server could not read leaves the version at HTTP/0.9,
+        # which would send the body without status line and headers.
+        if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":
+            self.request_version = "HTTP/1.0"
+        body = f"Fehler {status.value}: Diese Anfrage kann der Server nicht beantworten.\n".encode()
+        self._send(status, body, "text/plain; charset=utf-8")
+
     def _send(self, status: HTTPStatus, body: bytes, ctype: str) -> None:
         self.send_response(status)
         self.send_header("Content-Type", ctype)
@@ -113,12 +159,20 @@ class PageHandler(BaseHTTPRequestHandler):
         self.send_header("X-Content-Type-Options", "nosniff")
         self.send_header("Referrer-Policy", "no-referrer")
         self.send_header("Content-Security-Policy", content_security_policy(self.settings))
+        self.send_header("X-Frame-Options", "DENY")
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(body)
 
     def log_message(self, format: str, *args) -> None:  # noqa: A002 - http.server API
-        logger.info("%s %s", self.address_string(), format % args)
+        logger.info("%s %s", self.address_string(), escape_controls(format % args))
+
+
+def escape_controls(text: str) -> str:
+    """`text` with control characters (line breaks, ESC, ...) written as \\xNN."""
+    return text.translate(_LOG_ESCAPES)
 
 
 def make_server(settings: Settings) -> ThreadingHTTPServer:
