@@ -2,11 +2,12 @@
 # one-shot jobs (knowledge base load, retention purge). docker-compose.yml picks the
 # command. The model is trained at build time, so replicas start without training.
 
-# The chat widget bundle (rasa-webchat) from npm, as `make install` fetches it.
+# The chat widget bundles (deep-chat, socket.io-client) from npm, exactly the versions
+# in web/package-lock.json: `npm ci` fails rather than resolve anything anew.
 FROM node:20-slim AS webchat
 WORKDIR /web
-COPY web/package*.json ./
-RUN npm install --omit=dev --no-audit --no-fund
+COPY web/package.json web/package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund
 
 FROM python:3.10-slim
 ENV PYTHONDONTWRITEBYTECODE=1 \
