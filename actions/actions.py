@@ -168,7 +168,8 @@ class ActionInform(KnowledgeAction):
         place = latest_entity(tracker, "place")
         if topic and kb.has_topic(topic) and mentioned and not place:
             qualifiers = user_qualifiers(tracker)
-            asked = self.answer_question(tracker, kb) if question_text(tracker) else []
+            text = question_text(tracker)
+            asked = self.answer_question(tracker, kb) if text and not kb.is_elliptic(text) else []
             if asked and asked[0].topic != topic and asked[0].entry_ids:  # the question moved on
                 return self.say_answers(dispatcher, kb, asked)
             answer = kb.follow_up(topic, mentioned, **qualifiers)

@@ -11,6 +11,7 @@ cannot see: the live region, keyboard use, narrow screens, zoom, reduced motion.
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import urllib.error
 import urllib.request
@@ -21,7 +22,7 @@ import yaml
 
 from revierlotse.channels.socketio import _origins, defuse_links
 from revierlotse.kb.loader import load_knowledge
-from revierlotse.kb.models import make_engine
+from revierlotse.db import make_engine
 from revierlotse.settings import PROJECT_ROOT, load_settings
 from revierlotse.stack import Stack
 from revierlotse.web import NODE_MODULES, VENDOR, WEB_DIR, make_server, resolve, retention_text
@@ -139,8 +140,9 @@ BOT_MARKUP = " <img src=x onerror=window.__xss=2> <b>fett</b> [mehr](javascript:
 @pytest.fixture(scope="module")
 def widget_kb_url(tmp_path_factory) -> str:
     """The real knowledge source, with markup added to the "was kannst du?" reply."""
-    folder = tmp_path_factory.mktemp("widget-kb")
-    source = yaml.safe_load((PROJECT_ROOT / "data" / "knowledge" / "knowledge.yml").read_text(encoding="utf-8"))
+    folder = tmp_path_factory.mktemp("widget-kb") / "knowledge"
+    shutil.copytree(PROJECT_ROOT / "data" / "knowledge", folder)
+    source = yaml.safe_load((folder / "knowledge.yml").read_text(encoding="utf-8"))
     source["replies"]["capabilities"] = source["replies"]["capabilities"].rstrip() + BOT_MARKUP + "\n"
     (folder / "knowledge.yml").write_text(yaml.safe_dump(source, allow_unicode=True), encoding="utf-8")
     url = f"sqlite:///{folder / 'revierlotse.db'}"

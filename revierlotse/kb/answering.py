@@ -21,6 +21,7 @@ from revierlotse.kb.uncovered import Rule, find_uncovered
 
 HOME_PLACE = "duisburg"  # canonical value of every Duisburg/Ruhr place (data/nlu/entities.yml)
 MAX_FACTS = 4
+ELLIPTIC_TERMS = 2  # content words up to which a question leans on the last answer
 # Words that make a question about another place one about its figures (not covered).
 _FIGURES = re.compile(r"verdien|gehalt|gehalter|lohn|lohne|bezahl|euro|€|brutto|netto|\bzahl|wie viele|kosten|miete|preis")
 
@@ -103,7 +104,7 @@ class Composer:
             said = uncovered.rule.reply.format(match=uncovered.match)
             return self._not_covered(uncovered.rule.key, said, ranked, uncovered.rule.offer)
         if top.score < self.t.answer_min:
-            if previous_topic and len(terms(question)) <= 2:  # "und später?": the last topic, generally
+            if previous_topic and len(terms(question)) <= ELLIPTIC_TERMS:  # "und später?": the last topic
                 return self.for_topic(previous_topic, qualifiers)
             return Answer(top.item.topic, self.replies["no_answer"], (), (), uncovered="unknown", needs_menu=True)
         if unfamiliar and top.semantic < self.t.unfamiliar_semantic_min:

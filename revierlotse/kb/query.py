@@ -25,7 +25,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from revierlotse.kb.answering import Answer, Composer, FactRow, Thresholds
-from revierlotse.kb.lexical import clauses, question_part
+from revierlotse.kb.lexical import clauses, question_part, terms
 from revierlotse.kb.models import (
     Fact,
     FactQuestion,
@@ -45,6 +45,7 @@ from revierlotse.kb.uncovered import Rule, compile_rule
 __all__ = ["Answer", "Band", "KnowledgeBase", "KnowledgeUnavailable"]
 
 MAX_TOPICS_PER_MESSAGE = 3
+ELLIPTIC_TERMS = 2
 
 
 class KnowledgeUnavailable(RuntimeError):
@@ -244,6 +245,12 @@ class KnowledgeBase:
                 wanted.remove(top.item.topic)
                 answers.append(composer.for_question(clause, within, {}, qualifiers, place, previous_topic))
         return answers
+
+    @staticmethod
+    def is_elliptic(question: str) -> bool:
+        """A follow-up that leans on the last answer ("und im Mittelstand?"): at most two
+        content words."""
+        return len(terms(question)) <= ELLIPTIC_TERMS
 
     def answer_topic(self, topic: str, **qualifiers: Optional[str]) -> Answer:
         """The general answer on `topic` (its overview) for a user described by `qualifiers`:

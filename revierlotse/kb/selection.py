@@ -37,6 +37,7 @@ _YES_NO_START = re.compile(
     r"macht|mochte|mag|nervt|klappt)\b"
 )
 _INDIRECT_YES_NO = re.compile(r"\b(ob|stimmt es|oder nicht)\b|, oder\s*\??$")
+ELLIPTIC_TERMS = 2  # content words up to which a follow-up leans on the last topic
 RANKED = 12  # items `rank` returns: the reply needs the leaders only
 FAMILIAR_PREFIX = 5  # letters a word shares with a known one to count as familiar
 _NEGATION = re.compile(r"\b(nicht|kein|keine|keinen|keiner|nie)\b")
@@ -158,7 +159,7 @@ class FactIndex:
         prior[-1] = 0.0
         scores += weights.topic * prior[self._topic_of_item]
         if previous_topic:
-            lean = weights.previous_topic_elliptic if len(words) <= 2 else weights.previous_topic
+            lean = weights.previous_topic_elliptic if len(words) <= ELLIPTIC_TERMS else weights.previous_topic
             scores += lean * (self._topics == previous_topic)
         scores += weights.overview * self._is_overview
         for i in self._qualified:
