@@ -32,7 +32,8 @@ GRID = {
     "topic": (0.45,),
     "answer_min": (1.0,),
     "unfamiliar_semantic_min": (0.5,),
-    "clause_min": (1.0, 1.3, 1.6, 1.9, 9.0),
+    "uncovered_example_min": (0.6, 0.65, 0.7, 0.75, 0.8, 9.0),
+    "uncovered_margin": (-0.05, 0.0, 0.05),
 }
 
 

@@ -50,6 +50,10 @@ class Thresholds:
     # A question with words the knowledge never uses is taken as not covered unless its
     # closest question form is at least this similar (0 switches the check off).
     unfamiliar_semantic_min: float = 0.5
+    # A question this similar to a not-covered example, and closer to it than to any
+    # question form (by the margin), is taken as not covered.
+    uncovered_example_min: float = 0.75
+    uncovered_margin: float = 0.0
     # A clause of a message asking about another topic too gets its own answer above this.
     clause_min: float = 1.3
 
@@ -108,6 +112,9 @@ class Composer:
                 return self.for_topic(previous_topic, qualifiers)
             return Answer(top.item.topic, self.replies["no_answer"], (), (), uncovered="unknown", needs_menu=True)
         if unfamiliar and top.semantic < self.t.unfamiliar_semantic_min:
+            return self._not_covered("unknown", self.replies["no_answer"], ranked, "best")
+        near_uncovered = getattr(ranked, "uncovered_similarity", 0.0)
+        if near_uncovered >= self.t.uncovered_example_min and near_uncovered > top.semantic + self.t.uncovered_margin:
             return self._not_covered("unknown", self.replies["no_answer"], ranked, "best")
         if top.item.kind == "overview":
             return self.for_topic(top.item.topic, qualifiers)

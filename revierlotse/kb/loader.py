@@ -21,6 +21,7 @@ from revierlotse.kb.models import (
     SalaryBand,
     Section,
     Topic,
+    UncoveredExample,
     UncoveredRule,
     session_factory,
 )
@@ -105,8 +106,9 @@ def load_knowledge(engine: Engine, path: Path | str) -> LoadResult:
         session.add_all(
             FactQuestion(fact_id=item["id"], text=question, polarity=polarity)
             for item, _ in items
-            for question, polarity in questions_of(item)
+            for question, polarity in questions_of(item, src.question_forms.get(item["id"], ()))
         )
+        session.add_all(UncoveredExample(text=q) for q in src.not_covered_examples)
         session.add_all(
             UncoveredRule(
                 key=r["key"], position=i, patterns=json.dumps([str(p) for p in r["patterns"]]),

@@ -80,6 +80,15 @@ class FactQuestion(Base):
     polarity = Column(String(8), nullable=False, default="")
 
 
+class UncoveredExample(Base):
+    """A question the article does not answer, as people ask it: a question closer to
+    these than to any fact's question form is taken as not covered."""
+
+    __tablename__ = "kb_uncovered_examples"
+    id = Column(Integer, primary_key=True, autoincrement=True)
+    text = Column(Text, nullable=False)
+
+
 class UncoveredRule(Base):
     """A kind of question the article does not answer (another role, an employer, working
     conditions ...), recognised by regular expressions on the question itself."""

@@ -35,6 +35,7 @@ from revierlotse.kb.models import (
     SalaryBand,
     Section,
     Topic,
+    UncoveredExample,
     UncoveredRule,
     engine_for,
     session_factory,
@@ -68,7 +69,8 @@ class _Snapshot:
     def __init__(self, content_hash: str, meta: Dict[str, str], sections: Dict[int, str],
                  topics: List[Tuple[str, str]], menu: List[Tuple[str, str]],
                  qualifiers: Dict[str, Dict[str, str]], bands: Dict[str, Band], facts: Dict[str, FactRow],
-                 questions: Dict[str, List[Tuple[str, str]]], rules: List[Rule], replies: Dict[str, str]) -> None:
+                 questions: Dict[str, List[Tuple[str, str]]], rules: List[Rule], examples: List[str],
+                 replies: Dict[str, str]) -> None:
         self.content_hash = content_hash
         self.meta = meta
         self.sections = sections
@@ -79,6 +81,7 @@ class _Snapshot:
         self.facts = facts
         self.questions = questions
         self.rules = rules
+        self.examples = examples
         self.replies = replies
         self._index: Optional[FactIndex] = None
         self._index_lock = threading.Lock()
@@ -95,7 +98,7 @@ class _Snapshot:
                              f.qualifiers)
                         for f in self.facts.values()
                     ]
-                    self._index = FactIndex(items, encode)
+                    self._index = FactIndex(items, encode, self.examples)
         return self._index
 
     def composer(self, thresholds: Thresholds) -> Composer:
@@ -163,6 +166,7 @@ class KnowledgeBase:
             )
             for f in session.execute(select(Fact).order_by(Fact.position)).scalars()
         }
+        examples = [e.text for e in session.execute(select(UncoveredExample).order_by(UncoveredExample.id)).scalars()]
         rules = [
             compile_rule(r.key, json.loads(r.patterns), json.loads(r.unless), r.reply, r.offer)
             for r in session.execute(select(UncoveredRule).order_by(UncoveredRule.position)).scalars()
@@ -186,6 +190,7 @@ class KnowledgeBase:
             facts=facts,
             questions=questions,
             rules=rules,
+            examples=examples,
             replies={r.key: r.text for r in session.execute(select(Reply)).scalars()},
         )
 

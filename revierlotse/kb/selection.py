@@ -71,6 +71,15 @@ class Item:
     qualifiers: Mapping[str, Tuple[str, ...]] = field(default_factory=dict)
 
 
+class Ranking(list):
+    """The leading items, best first, and how close the question came to a question
+    the article does not answer (`uncovered_similarity`, cosine)."""
+
+    def __init__(self, items=(), uncovered_similarity: float = 0.0) -> None:
+        super().__init__(items)
+        self.uncovered_similarity = uncovered_similarity
+
+
 @dataclass(frozen=True)
 class Scored:
     item: Item
@@ -98,7 +107,7 @@ class FactIndex:
     question forms plus `make kb` changes the ranking without any training.
     """
 
-    def __init__(self, items: Sequence[Item], encode: Encoder) -> None:
+    def __init__(self, items: Sequence[Item], encode: Encoder, uncovered_examples: Sequence[str] = ()) -> None:
         self.items = list(items)
         forms = [(i, q, pol) for i, item in enumerate(self.items) for q, pol in item.questions]
         if not forms:
@@ -118,6 +127,10 @@ class FactIndex:
         centroids = np.add.reduceat(self._vectors, self._starts)
         self._centroids = centroids / np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-6)
         self._encode = encode
+        self._examples = (
+            _unit(np.asarray(encode([without_domain(q) for q in uncovered_examples]), dtype=np.float32))
+            if uncovered_examples else np.zeros((0, self._vectors.shape[1]), dtype=np.float32)
+        )
         bags = []
         for item in self.items:
             bag = [t for q, _ in item.questions for t in terms(q)] + terms(item.text)
@@ -144,11 +157,12 @@ class FactIndex:
         qualifiers: Mapping[str, Optional[str]] = {},  # noqa: B006 - read only
         previous_topic: Optional[str] = None,
         weights: Weights = Weights(),
-    ) -> List[Scored]:
+    ) -> "Ranking":
         """The RANKED best items, best first."""
         vector = np.asarray(self._encode([without_domain(question)]), dtype=np.float32)[0]
         vector /= max(float(np.linalg.norm(vector)), 1e-6)
         sims = self._vectors @ vector
+        uncovered = float((self._examples @ vector).max()) if len(self._examples) else 0.0
         semantic = np.maximum.reduceat(sims, self._starts)
         words = terms(question)
         lexical = self._lexical.scores(words)
@@ -166,7 +180,7 @@ class FactIndex:
             if any(qualifiers.get(name) in values for name, values in self.items[i].qualifiers.items()):
                 scores[i] += weights.qualifier
         order = np.argsort(-scores, kind="stable")[:RANKED]
-        ranked = []
+        ranked = Ranking(uncovered_similarity=uncovered)
         for rank, i in enumerate(order):
             polarity, similarity = "", 0.0
             if rank < 3:  # only the leaders can lead with "Ja." / "Nein."
@@ -193,3 +207,7 @@ class FactIndex:
         ]
         candidates.sort(key=lambda i: -(by_question[i] + by_last[i]))
         return [self.items[i].id for i in candidates]
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-6)

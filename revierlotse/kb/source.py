@@ -10,7 +10,7 @@ import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import yaml
 
@@ -20,8 +20,8 @@ BAND_REF = re.compile(r"\{band:([a-z0-9_]+)\}")
 LIST_KEYS = ("sections", "salary_bands", "topics", "facts", "overviews", "not_covered")
 QUESTION_KEYS = {"asks": "", "asks_yes": "yes", "asks_no": "no"}  # question list -> polarity
 RULE_OFFERS = ("best", "none")  # or a topic key
-MAP_KEYS = ("source", "qualifiers", "replies")
-SCALAR_LIST_KEYS = ("menu",)
+MAP_KEYS = ("source", "qualifiers", "replies", "question_forms")
+SCALAR_LIST_KEYS = ("menu", "not_covered_examples")
 REQUIRED_REPLIES = (
     "greeting", "capabilities", "out_of_scope", "other_place", "offer",
     "no_topic", "no_more_detail", "noted", "forgotten", "apology",
@@ -49,6 +49,10 @@ class Source:
     not_covered: List[Dict[str, Any]] = field(default_factory=list)
     replies: Dict[str, str] = field(default_factory=dict)
     menu: List[str] = field(default_factory=list)
+    # More questions a fact or overview answers (id -> questions), and questions the
+    # article does not answer, both as people asked them (asked.yml).
+    question_forms: Dict[str, List[str]] = field(default_factory=dict)
+    not_covered_examples: List[str] = field(default_factory=list)
     content_hash: str = ""
     # Where each item came from, for error messages: (kind, key) -> file name.
     origins: Dict[tuple, str] = field(default_factory=dict)
@@ -94,6 +98,10 @@ def read_source(path: Path | str) -> Source:
         if "menu" in doc:
             _need(isinstance(doc["menu"], list), f"{file}: 'menu' must be a list of topic keys")
             src.menu = [str(t) for t in doc["menu"]]
+        examples = doc.get("not_covered_examples") or []
+        _need(isinstance(examples, list) and all(isinstance(q, str) for q in examples),
+              f"{file}: 'not_covered_examples' must be a list of questions")
+        src.not_covered_examples.extend(q.strip() for q in examples if q.strip())
         for key in MAP_KEYS:
             mapping = doc.get(key) or {}
             if not isinstance(mapping, dict):
@@ -190,6 +198,11 @@ def _validate(src: Source) -> None:
                     re.compile(str(pattern))
                 except re.error as exc:
                     raise KnowledgeSourceError(f"{where}: bad pattern {pattern!r}: {exc}") from exc
+    overview_ids = {o["id"] for o in src.overviews}
+    for ident, questions in src.question_forms.items():
+        _need(ident in fact_ids or ident in overview_ids, f"question_forms: unknown fact '{ident}'")
+        _need(isinstance(questions, list) and all(isinstance(q, str) and q.strip() for q in questions),
+              f"question_forms: '{ident}' must be a list of questions")
     unknown_menu = [t for t in src.menu if t not in topics]
     _need(src.menu and not unknown_menu, f"menu: needs topic keys; unknown: {', '.join(unknown_menu)}")
     absent = [r for r in REQUIRED_REPLIES if not str(src.replies.get(r, "")).strip()]
@@ -212,9 +225,11 @@ def _check_item(src: Source, item: Dict[str, Any], where: str, topics: set, sect
     _need(forms > 0, f"{where}: needs at least one question form (asks, asks_yes or asks_no)")
 
 
-def questions_of(item: Dict[str, Any]) -> List[tuple]:
-    """(question, polarity) of every question form of a fact or overview."""
-    return [(q.strip(), polarity) for key, polarity in QUESTION_KEYS.items() for q in item.get(key) or []]
+def questions_of(item: Dict[str, Any], extra: Sequence[str] = ()) -> List[tuple]:
+    """(question, polarity) of every question form of a fact or overview, `extra` ones
+    (from `question_forms`, polarity unknown) last."""
+    forms = [(q.strip(), polarity) for key, polarity in QUESTION_KEYS.items() for q in item.get(key) or []]
+    return forms + [(q.strip(), "") for q in extra]
 
 
 def qualifiers_of(fact: Dict[str, Any]) -> Dict[str, List[str]]:
