@@ -59,7 +59,7 @@ def _carries_feedback_buttons(event: Dict[str, Any]) -> bool:
 
 def rated_answer(tracker: Tracker) -> Dict[str, Any]:
     """The latest answer that offered the rating buttons: the question it replied to and
-    its timestamp (empty when this session has none)."""
+    its timestamp (empty when the current session has none)."""
     events = tracker.events or []
     for index in range(len(events) - 1, -1, -1):
         event = events[index]

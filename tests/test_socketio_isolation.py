@@ -199,7 +199,7 @@ def test_a_socket_holds_one_session_at_a_time_and_a_bounded_number_of_requests(b
         first = hopper.session_id
         for _ in range(MAX_SESSION_REQUESTS - 1):
             await hopper.request_session(None)
-        # The socket left its first session: a message there (from the tab that owns it)
+        # The socket left the session it joined first: a message there (from the tab that owns it)
         # is not heard by it any more.
         owner = await widget(bot, first)
         await owner.send("Was verdient ein Einsteiger?")
