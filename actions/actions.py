@@ -25,6 +25,10 @@ from revierlotse.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
+# `rasa shell` turns buttons into a menu that must be answered before the next question:
+# test dialogs there get no rating buttons.
+UNRATED_CHANNELS = ("cmdline",)
+
 CLARIFY_CANDIDATES = 3
 CLARIFY_MIN_CONFIDENCE = 0.05
 
@@ -92,9 +96,12 @@ class KnowledgeAction(Action, ABC):
 
     # -- shared replies ----------------------------------------------------------
     @staticmethod
-    def say_answer(dispatcher: CollectingDispatcher, kb: KnowledgeBase, answer: Answer) -> List[EventType]:
+    def say_answer(dispatcher: CollectingDispatcher, tracker: Tracker, kb: KnowledgeBase,
+                   answer: Answer) -> List[EventType]:
         if answer.needs_menu:
             dispatcher.utter_message(text=answer.text, buttons=topic_buttons(kb.menu()))
+        elif tracker.get_latest_input_channel() in UNRATED_CHANNELS:
+            dispatcher.utter_message(text=answer.text)
         else:
             dispatcher.utter_message(text=answer.text, buttons=feedback_buttons())
         return [SlotSet("topic", answer.topic), SlotSet("shown_entries", [*answer.entry_ids, *answer.offered])]
@@ -112,10 +119,11 @@ class KnowledgeAction(Action, ABC):
             mentioned=[name for name in QUALIFIER_NAMES if latest_entity(tracker, name)],
         )
 
-    def say_answers(self, dispatcher: CollectingDispatcher, kb: KnowledgeBase, answers: Sequence[Answer]) -> List[EventType]:
+    def say_answers(self, dispatcher: CollectingDispatcher, tracker: Tracker, kb: KnowledgeBase,
+                    answers: Sequence[Answer]) -> List[EventType]:
         events: List[EventType] = []
         for answer in answers:
-            events += self.say_answer(dispatcher, kb, answer)
+            events += self.say_answer(dispatcher, tracker, kb, answer)
         return events
 
 
@@ -148,8 +156,8 @@ class ActionAnswerTopic(KnowledgeAction):
             if not topics:
                 self.say_with_menu(dispatcher, kb, "out_of_scope", "offer")
                 return []
-            return self.say_answer(dispatcher, kb, kb.answer_topic(topics[0], **user_qualifiers(tracker)))
-        return self.say_answers(dispatcher, kb, self.answer_question(tracker, kb, topics))
+            return self.say_answer(dispatcher, tracker, kb, kb.answer_topic(topics[0], **user_qualifiers(tracker)))
+        return self.say_answers(dispatcher, tracker, kb, self.answer_question(tracker, kb, topics))
 
 
 class ActionInform(KnowledgeAction):
@@ -171,7 +179,7 @@ class ActionInform(KnowledgeAction):
             text = question_text(tracker)
             asked = self.answer_question(tracker, kb) if text and not kb.is_elliptic(text) else []
             if asked and asked[0].topic != topic and asked[0].entry_ids:  # the question moved on
-                return self.say_answers(dispatcher, kb, asked)
+                return self.say_answers(dispatcher, tracker, kb, asked)
             answer = kb.follow_up(topic, mentioned, **qualifiers)
             if answer is None:
                 labels = kb.qualifier_values()
@@ -179,9 +187,9 @@ class ActionInform(KnowledgeAction):
                 if told:
                     dispatcher.utter_message(text=kb.reply("qualifier_not_covered", facts=", ".join(told)).strip())
                 answer = kb.answer_topic(topic, **qualifiers)
-            return self.say_answer(dispatcher, kb, answer)
+            return self.say_answer(dispatcher, tracker, kb, answer)
         if topic and kb.has_topic(topic) or place or question_text(tracker) and not mentioned:
-            return self.say_answers(dispatcher, kb, self.answer_question(tracker, kb))
+            return self.say_answers(dispatcher, tracker, kb, self.answer_question(tracker, kb))
         labels = kb.qualifier_values()
         facts = [labels[name][value] for name, value in user_qualifiers(tracker).items() if value in labels.get(name, {})]
         if facts:
@@ -206,7 +214,7 @@ class ActionMore(KnowledgeAction):
         if question_text(tracker):  # "wie viel mehr genau?" asks for what the article lacks
             asked = self.answer_question(tracker, kb)
             if asked[0].uncovered not in (None, "unknown"):
-                return self.say_answers(dispatcher, kb, asked)
+                return self.say_answers(dispatcher, tracker, kb, asked)
         shown = list(tracker.get_slot("shown_entries") or [])
         detail = kb.more(topic, shown, question_text(tracker))
         if detail is None:
@@ -240,7 +248,7 @@ class ActionOutOfScope(KnowledgeAction):
         if question_text(tracker):
             answers = self.answer_question(tracker, kb)
             if answers[0].uncovered != "unknown":
-                return self.say_answers(dispatcher, kb, answers)
+                return self.say_answers(dispatcher, tracker, kb, answers)
         self.say_with_menu(dispatcher, kb, "out_of_scope", "offer")
         return []
 
@@ -258,7 +266,7 @@ class ActionClarify(KnowledgeAction):
         if question_text(tracker):
             answers = self.answer_question(tracker, kb)
             if answers[0].uncovered != "unknown":
-                return self.say_answers(dispatcher, kb, answers)
+                return self.say_answers(dispatcher, tracker, kb, answers)
         labels = dict(kb.topics())
         candidates = [
             topic_of_intent(r.get("name"))
