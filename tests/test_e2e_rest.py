@@ -78,7 +78,7 @@ def test_small_talk(bot, question, expected):
     ("welche zertifikate sind gefragt?", "DevOps"),
     ("wie ist die arbeitskultur im pott?", "Abschnitt 3"),
     ("welche technik-trends kommen auf mich zu?", "Cloud"),
-    ("hat der job zukunft?", "Abschnitt 6"),
+    ("für wen ist der job das richtige?", "Abschnitt 6"),
 ])
 def test_topic_questions_answer_from_the_right_section(bot, question, expected):
     assert expected in bot.ask_text(question)

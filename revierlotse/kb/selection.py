@@ -86,8 +86,8 @@ class Scored:
     score: float
     semantic: float
     lexical: float
-    polarity: str  # polarity of the item's closest question form
-    form_similarity: float
+    polarity: str  # the honest answer ('yes' | 'no') of the item's closest yes/no question form
+    form_similarity: float  # that form's similarity to the question
 
 
 def is_yes_no_question(question: str) -> bool:
@@ -184,9 +184,10 @@ class FactIndex:
         for rank, i in enumerate(order):
             polarity, similarity = "", 0.0
             if rank < 3:  # only the leaders can lead with "Ja." / "Nein."
-                lo, hi = self._starts[i], self._ends[i]
-                best_form = lo + int(np.argmax(sims[lo:hi]))
-                polarity, similarity = self._form_polarity[best_form], float(sims[best_form])
+                polar = [k for k in range(self._starts[i], self._ends[i]) if self._form_polarity[k]]
+                if polar:  # the closest yes/no form gives the direct answer
+                    best_form = max(polar, key=lambda k: sims[k])
+                    polarity, similarity = self._form_polarity[best_form], float(sims[best_form])
             ranked.append(Scored(self.items[i], float(scores[i]), float(semantic[i]), float(lexical[i]),
                                  polarity, similarity))
         return ranked
