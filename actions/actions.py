@@ -20,7 +20,7 @@ from actions.feedback import feedback_buttons
 from revierlotse.intents import payload_for_topic, topic_of_intent
 from revierlotse.kb import Answer, KnowledgeBase
 from revierlotse.kb.models import QUALIFIER_NAMES
-from revierlotse.kb.source import apology_text
+from revierlotse.replies import apology_text
 from revierlotse.settings import get_settings
 
 logger = logging.getLogger(__name__)

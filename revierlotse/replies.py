@@ -19,7 +19,8 @@ LAST_RESORT_APOLOGY = "Entschuldige, da ist etwas schiefgelaufen. Bitte versuch 
 _apology_cache: Dict[tuple, str] = {}
 
 
-def _source_files(path: Path) -> List[Path]:
+def source_files(path: Path) -> List[Path]:
+    """The YAML files of the knowledge source at `path` (a file or a folder of them)."""
     if path.is_dir():
         files = sorted([*path.glob("*.yml"), *path.glob("*.yaml")])
         if not files:
@@ -37,7 +38,7 @@ def apology_text(path: Path | str) -> str:
     source cannot be read at all.
     """
     try:
-        files = _source_files(Path(path))
+        files = source_files(Path(path))
         key = tuple((str(f), f.stat().st_mtime_ns) for f in files)
         if key not in _apology_cache:
             replies: Dict[str, Any] = {}

@@ -36,11 +36,3 @@ def test_an_unreadable_source_gives_the_fixed_last_resort_sentence(tmp_path):
     assert apology_text(tmp_path) == LAST_RESORT_APOLOGY
     (tmp_path / "broken.yml").write_text("replies:\n  greeting: Hallo\n", encoding="utf-8")
     assert apology_text(tmp_path) == LAST_RESORT_APOLOGY
-
-
-def test_the_knowledge_layer_still_offers_the_same_apology():
-    from revierlotse.kb.source import LAST_RESORT_APOLOGY as kb_last_resort
-    from revierlotse.kb.source import apology_text as kb_apology_text
-
-    assert kb_apology_text(KNOWLEDGE) == apology_text(KNOWLEDGE)
-    assert kb_last_resort == LAST_RESORT_APOLOGY

@@ -339,7 +339,7 @@ class TelegramInput(InputChannel):
             await self._apologise(incoming.chat_id)
 
     async def _apologise(self, chat_id: int) -> None:
-        from revierlotse.kb.source import apology_text
+        from revierlotse.replies import apology_text
         from revierlotse.settings import get_settings
 
         try:

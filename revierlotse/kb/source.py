@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import yaml
 
 from revierlotse.kb.models import QUALIFIER_NAMES
+from revierlotse.replies import source_files
 
 BAND_REF = re.compile(r"\{band:([a-z0-9_]+)\}")
 LIST_KEYS = ("sections", "salary_bands", "topics", "facts", "overviews", "not_covered")
@@ -29,8 +30,6 @@ REQUIRED_REPLIES = (
     "offer_label", "no_answer", "yes_lead", "no_lead",
     "data_deleted", "privacy_notice", "feedback_thanks", "feedback_ask_comment", "feedback_comment_thanks",
 )
-# Said when even the knowledge source cannot be read (a broken deployment).
-LAST_RESORT_APOLOGY = "Entschuldige, da ist etwas schiefgelaufen. Bitte versuch es später noch einmal."
 
 
 class KnowledgeSourceError(ValueError):
@@ -59,14 +58,10 @@ class Source:
 
 
 def _files(path: Path) -> List[Path]:
-    if path.is_dir():
-        files = sorted([*path.glob("*.yml"), *path.glob("*.yaml")])
-        if not files:
-            raise KnowledgeSourceError(f"{path}: no .yml files found")
-        return files
-    if not path.exists():
-        raise KnowledgeSourceError(f"{path}: file not found")
-    return [path]
+    try:
+        return source_files(path)
+    except FileNotFoundError as exc:
+        raise KnowledgeSourceError(str(exc)) from exc
 
 
 def read_source(path: Path | str) -> Source:
@@ -235,26 +230,3 @@ def questions_of(item: Dict[str, Any], extra: Sequence[str] = ()) -> List[tuple]
 def qualifiers_of(fact: Dict[str, Any]) -> Dict[str, List[str]]:
     """name -> allowed values (a single value in the YAML becomes a one-item list)."""
     return {name: v if isinstance(v, list) else [v] for name, v in (fact.get("qualifiers") or {}).items()}
-
-
-_apology_cache: Dict[tuple, str] = {}
-
-
-def apology_text(path: Path | str) -> str:
-    """The apology from the source files themselves, for when the database is down.
-
-    Cached per file modification time; falls back to a fixed sentence if the source
-    cannot be read at all.
-    """
-    try:
-        files = _files(Path(path))
-        key = tuple((str(f), f.stat().st_mtime_ns) for f in files)
-        if key not in _apology_cache:
-            replies: Dict[str, Any] = {}
-            for file in files:
-                replies.update((yaml.safe_load(file.read_text(encoding="utf-8")) or {}).get("replies") or {})
-            _apology_cache.clear()
-            _apology_cache[key] = str(replies["apology"]).strip()
-        return _apology_cache[key]
-    except Exception:  # noqa: BLE001 - this is the last line of defence
-        return LAST_RESORT_APOLOGY
