@@ -18,8 +18,7 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from actions.feedback import feedback_buttons
 from revierlotse.intents import payload_for_topic, topic_of_intent
-from revierlotse.kb import Answer, KnowledgeBase
-from revierlotse.kb.models import QUALIFIER_NAMES
+from revierlotse.kb import QUALIFIER_NAMES, Answer, KnowledgeBase
 from revierlotse.replies import apology_text
 from revierlotse.settings import get_settings
 
