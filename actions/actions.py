@@ -156,7 +156,8 @@ class ActionAnswerTopic(KnowledgeAction):
                 self.say_with_menu(dispatcher, kb, "out_of_scope", "offer")
                 return []
             return self.say_answer(dispatcher, tracker, kb, kb.answer_topic(topics[0], **user_qualifiers(tracker)))
-        return self.say_answers(dispatcher, tracker, kb, self.answer_question(tracker, kb, topics))
+        several = topics if len(topics) > 1 else ()  # NLU found topics in separate clauses
+        return self.say_answers(dispatcher, tracker, kb, self.answer_question(tracker, kb, several))
 
 
 class ActionInform(KnowledgeAction):
