@@ -6,17 +6,23 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import socket
 import subprocess
 import sys
+import threading
+import time
 import urllib.error
+import urllib.parse
 import urllib.request
-from typing import Any, Dict, Optional, Tuple
+import uuid
+from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 
 from revierlotse import notices
 from revierlotse.channels.telegram import (
-    COMMAND_MENU, COMMANDS, MESSAGE_LIMIT, TelegramOutput, make_bot, parse_update, sender_of_chat, split_text,
+    COMMAND_MENU, COMMANDS, MESSAGE_LIMIT, SEEN_UPDATE_SECONDS_IN_REDIS, SeenUpdates, TelegramOutput, make_bot,
+    parse_update, sender_of_chat, split_text,
 )
 from revierlotse.settings import PROJECT_ROOT
 from tests.conftest import ARTIFACTS, free_port, stack_overrides
@@ -115,6 +121,61 @@ def test_service_messages_are_ignored_but_stickers_get_the_hint():
     assert parse_update(sticker).only_text_hint
 
 
+def test_an_update_id_is_new_once_and_the_record_is_bounded_by_count():
+    async def run() -> Tuple[List[bool], List[bool], int]:
+        seen = SeenUpdates("7", capacity=3)
+        first = [await seen.first_time(i) for i in (1, 2, 1, 3, 2)]
+        for i in (4, 5, 6):  # pushes 1, 2 and 3 out of the record
+            await seen.first_time(i)
+        again = [await seen.first_time(i) for i in (6, 1)]
+        return first, again, len(seen)
+
+    first, again, size = asyncio.run(run())
+    assert first == [True, True, False, True, False]
+    assert again == [False, True]
+    assert size == 3
+
+
+def test_two_replicas_sharing_redis_handle_an_update_id_once(redis_url):
+    import redis
+
+    bot_id = f"9{uuid.uuid4().int % 10**9}"
+    client = redis.Redis.from_url(redis_url)
+
+    async def run() -> List[bool]:
+        replicas = [SeenUpdates(bot_id, redis_url), SeenUpdates(bot_id, redis_url)]
+        try:
+            results = await asyncio.gather(*(replica.first_time(update) for update in (41, 42)
+                                              for replica in replicas))
+            results.append(await replicas[1].first_time(41))  # and later again
+            return results
+        finally:
+            for replica in replicas:
+                await replica.close()
+
+    try:
+        results = asyncio.run(run())
+        assert results[:4].count(True) == 2 and results[0] != results[1] and results[2] != results[3]
+        assert results[4] is False
+        ttl = client.ttl(f"revierlotse:telegram:update:{bot_id}:41")
+        assert 0 < ttl <= SEEN_UPDATE_SECONDS_IN_REDIS
+    finally:
+        for key in client.scan_iter(f"revierlotse:telegram:update:{bot_id}:*"):
+            client.delete(key)
+        client.close()
+
+
+def test_unreachable_redis_falls_back_to_the_record_in_the_process():
+    async def run() -> List[bool]:
+        seen = SeenUpdates("7", f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+        try:
+            return [await seen.first_time(5), await seen.first_time(5)]
+        finally:
+            await seen.close()
+
+    assert asyncio.run(run()) == [True, False]
+
+
 # --- the output channel against the fake Bot API (real HTTP, no Rasa) ----------------
 
 @pytest.fixture
@@ -194,9 +255,10 @@ def test_webhook_command_names_missing_settings():
 # --- end to end: real Rasa server, fake Bot API ---------------------------------------------
 
 class TelegramBot:
-    def __init__(self, url: str, api: FakeTelegram) -> None:
+    def __init__(self, url: str, api: FakeTelegram, max_request_bytes: int = 16384) -> None:
         self.url = url + WEBHOOK
         self.api = api
+        self.max_request_bytes = max_request_bytes
 
     def post(self, body: Any, secret: Optional[str] = SECRET) -> Tuple[int, Any]:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -224,9 +286,10 @@ def telegram(model, kb_url):
 
     with FakeTelegram(TOKEN) as api:
         overrides = stack_overrides(kb_url, TELEGRAM_TOKEN=TOKEN, TELEGRAM_SECRET_TOKEN=SECRET,
-                                    TELEGRAM_API_URL=api.url, TELEGRAM_WEBHOOK_URL="", RETENTION_DAYS="21")
+                                    TELEGRAM_API_URL=api.url, TELEGRAM_WEBHOOK_URL="", RETENTION_DAYS="21",
+                                    REDIS_URL="")  # update ids recorded in the process
         with Stack.default(model, overrides, log_dir=ARTIFACTS / "logs" / "telegram") as stack:
-            yield TelegramBot(stack.rasa_url, api)
+            yield TelegramBot(stack.rasa_url, api, stack.settings.max_request_bytes)
 
 
 @pytest.mark.e2e
@@ -380,3 +443,190 @@ def test_fact_answers_carry_rating_buttons_and_a_press_is_stored(telegram, kb_ur
     assert rating["rating"] == "unhelpful" and rating["topic"] == "salary" and rating["facts"]
     assert rating["question"] == "Was verdient ein Einsteiger als IT Manager?"
     assert "Mir fehlt, was man in Teilzeit verdient" in slot_values(kb_url, sender_of_chat(chat), "feedback_comment")
+
+
+# --- re-deliveries: the same update_id again is answered once -------------------------
+
+def settle(bot: "TelegramBot") -> None:
+    """Wait until a fresh update has been answered, so anything sent before it is in."""
+    assert bot.say(next_id(), "Hallo")
+
+
+@pytest.mark.e2e
+def test_a_redelivered_update_gets_200_and_no_second_reply(telegram):
+    chat = next_id()
+    update = text_update(chat, "Was verdient ein Einsteiger als IT Manager?")
+    assert telegram.post(update) == (200, {"status": "ok"})
+    assert telegram.post(update) == (200, {"status": "duplicate"})
+    settle(telegram)
+    [answer] = telegram.api.calls_to("sendMessage", chat)
+    assert "4.200 bis 5.200 €" in answer.text
+
+
+@pytest.mark.e2e
+def test_an_update_delivered_twice_at_once_is_answered_once(telegram):
+    chat = next_id()
+    update = text_update(chat, "Was verdient ein Einsteiger als IT Manager?")
+    statuses: List[int] = []
+    posts = [threading.Thread(target=lambda: statuses.append(telegram.post(update)[0])) for _ in range(2)]
+    for post in posts:
+        post.start()
+    for post in posts:
+        post.join(timeout=90)
+    assert statuses == [200, 200]
+    settle(telegram)
+    assert len(telegram.api.calls_to("sendMessage", chat)) == 1
+
+
+@pytest.mark.e2e
+def test_a_redelivered_button_press_is_answered_once(telegram):
+    chat = next_id()
+    press = button_update(chat, "/ask_salary", "query-twice")
+    assert telegram.post(press)[0] == 200
+    assert telegram.post(press) == (200, {"status": "duplicate"})
+    settle(telegram)
+    assert len(telegram.api.calls_to("sendMessage", chat)) == 1
+    assert len([c for c in telegram.api.calls_to("answerCallbackQuery")
+                if c.params["callback_query_id"] == "query-twice"]) == 1
+
+
+@pytest.mark.e2e
+def test_an_update_without_update_id_gets_400(telegram):
+    chat = next_id()
+    update = text_update(chat, "Hallo")
+    del update["update_id"]
+    assert telegram.post(update)[0] == 400
+    update["update_id"] = "1"
+    assert telegram.post(update)[0] == 400
+    settle(telegram)
+    assert telegram.api.calls_to("sendMessage", chat) == []
+
+
+@pytest.fixture
+def telegram_replicas(model, postgres_url, redis_url):
+    """Two Rasa servers sharing PostgreSQL and Redis, one fake Bot API; a bot of its own
+    (a fresh bot id), so update ids recorded in Redis by earlier runs do not count."""
+    import redis
+
+    from revierlotse.db import make_engine
+    from revierlotse.kb.loader import load_knowledge
+    from revierlotse.stack import Stack
+
+    engine = make_engine(postgres_url)
+    load_knowledge(engine, PROJECT_ROOT / "data" / "knowledge")
+    engine.dispose()
+    bot_id = f"8{uuid.uuid4().int % 10**9}"
+    token = f"{bot_id}:TEST-replica_token-for-the-fake"
+    with FakeTelegram(token) as api:
+        overrides = stack_overrides(postgres_url, REDIS_URL=redis_url, TELEGRAM_TOKEN=token,
+                                    TELEGRAM_SECRET_TOKEN=SECRET, TELEGRAM_API_URL=api.url, TELEGRAM_WEBHOOK_URL="")
+        stack = Stack.default(model, overrides, log_dir=ARTIFACTS / "logs" / "telegram-replicas",
+                              replica_ports=[free_port()])
+        try:
+            with stack:
+                yield [TelegramBot(url, api) for url in stack.rasa_urls]
+        finally:
+            client = redis.Redis.from_url(redis_url)
+            for key in client.scan_iter(f"revierlotse:telegram:update:{bot_id}:*"):
+                client.delete(key)
+            client.close()
+
+
+@pytest.mark.e2e
+def test_two_replicas_with_redis_answer_a_redelivered_update_once(telegram_replicas):
+    first, second = telegram_replicas
+    chat = next_id()
+    update = text_update(chat, "Was verdient ein Einsteiger als IT Manager?")
+    assert first.post(update) == (200, {"status": "ok"})
+    assert second.post(update) == (200, {"status": "duplicate"})  # the other replica knows it
+    at_once = text_update(next_id(), "Hallo")  # and delivered to both at the same moment
+    statuses: List[Any] = []
+    posts = [threading.Thread(target=lambda bot=bot: statuses.append(bot.post(at_once)[1]))
+             for bot in telegram_replicas]
+    for post in posts:
+        post.start()
+    for post in posts:
+        post.join(timeout=90)
+    assert sorted(s["status"] for s in statuses) == ["duplicate", "ok"]
+    settle(second)
+    settle(first)
+    assert len(first.api.calls_to("sendMessage", chat)) == 1
+    assert len(first.api.calls_to("sendMessage", at_once["message"]["chat"]["id"])) == 1
+
+
+# --- bodies: secret first, oversized bodies refused before they are read ---------------
+
+def raw_post(url: str, head: Dict[str, str], body: bytes = b"", chunks: List[bytes] = (),
+             timeout: float = 10.0) -> Tuple[int, bytes, float, bool]:
+    """POST over a plain socket: the headers in `head`, then `body` or `chunks` (chunked
+    encoding, never terminated), then nothing more. Returns the status, the whole
+    answer, the seconds until the server closed the connection, and whether it did."""
+    parts = urllib.parse.urlsplit(url)
+    lines = [f"POST {parts.path} HTTP/1.1", f"Host: {parts.netloc}", "Content-Type: application/json",
+             *(f"{name}: {value}" for name, value in head.items())]
+    request = ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+    request += b"".join(b"%x\r\n%b\r\n" % (len(chunk), chunk) for chunk in chunks)
+    started = time.monotonic()
+    answer, closed = b"", False
+    with socket.create_connection((parts.hostname, parts.port), timeout=timeout) as connection:
+        connection.sendall(request)
+        try:
+            while True:
+                data = connection.recv(65536)
+                if not data:
+                    closed = True
+                    break
+                answer += data
+        except socket.timeout:
+            pass
+    elapsed = time.monotonic() - started
+    status = int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/1.1 ") else 0
+    return status, answer, elapsed, closed
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("declared", ["limit+1", 10**6, 10**9])
+def test_a_huge_declared_body_is_refused_at_once_without_waiting_for_it(telegram, declared):
+    length = telegram.max_request_bytes + 1 if declared == "limit+1" else declared
+    head = {"Content-Length": str(length)}
+    sent = json.dumps(text_update(next_id(), "Hallo")).encode()[:200]  # a little of it, then silence
+
+    status, answer, elapsed, closed = raw_post(telegram.url, head, sent)
+    assert (status, closed) == (403, True), answer
+    assert elapsed < 5
+
+    status, answer, elapsed, closed = raw_post(telegram.url, {**head, "X-Telegram-Bot-Api-Secret-Token": SECRET}, sent)
+    assert (status, closed) == (413, True), answer
+    assert elapsed < 5
+
+
+@pytest.mark.e2e
+def test_a_chunked_body_is_refused_once_it_grows_past_the_limit(telegram):
+    chunk = b" " * 4096
+    chunks = [chunk] * (telegram.max_request_bytes // len(chunk) + 1)  # just past the limit, never ended
+    head = {"Transfer-Encoding": "chunked"}
+
+    status, answer, elapsed, closed = raw_post(telegram.url, head)  # no secret: refused before any chunk
+    assert (status, closed) == (403, True), answer
+    assert elapsed < 5
+
+    status, answer, elapsed, closed = raw_post(telegram.url, {**head, "X-Telegram-Bot-Api-Secret-Token": SECRET},
+                                               chunks=chunks)
+    assert (status, closed) == (413, True), answer
+    assert elapsed < 5
+
+
+@pytest.mark.e2e
+def test_a_chunked_update_within_the_limit_is_answered(telegram):
+    chat = next_id()
+    body = json.dumps(text_update(chat, "Hallo")).encode()
+    parts = urllib.parse.urlsplit(telegram.url)
+    with socket.create_connection((parts.hostname, parts.port), timeout=60) as connection:
+        connection.sendall((f"POST {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+                            f"Content-Type: application/json\r\nX-Telegram-Bot-Api-Secret-Token: {SECRET}\r\n"
+                            "Transfer-Encoding: chunked\r\n\r\n").encode()
+                           + b"".join(b"%x\r\n%b\r\n" % (len(body[i:i + 50]), body[i:i + 50])
+                                      for i in range(0, len(body), 50)) + b"0\r\n\r\n")
+        answer = connection.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 200 "), answer
+    assert "Glück auf" in telegram.api.wait_for_messages(chat)[0].text

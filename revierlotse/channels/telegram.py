@@ -8,8 +8,13 @@ What one webhook request does:
 
 - channel off (no TELEGRAM_TOKEN): 503, nothing else.
 - `X-Telegram-Bot-Api-Secret-Token` missing or not TELEGRAM_SECRET_TOKEN: 403
-  (constant-time comparison), before the body is even parsed.
-- body not a JSON object, or a message without a chat id: 400.
+  (constant-time comparison), before a byte of the body is read.
+- a body declared (Content-Length) or growing (chunked) beyond MAX_REQUEST_BYTES: 413,
+  without buffering it; the connection is closed instead of draining the rest.
+- body not a JSON object, no integer update_id, or a message without a chat id: 400.
+- an update_id already handled (Telegram re-sends an update when our 200 came late):
+  200, no second reply (`SeenUpdates`: the last 10,000 ids in the process, and with
+  REDIS_URL a SET NX key per id shared by all replicas, kept 25 hours).
 - a text message: cleaned (`guard.clean_text`) and handed to Rasa; the bot commands
   (`COMMANDS`) become our own payloads: `/start` the greeting with the topic menu,
   `/hilfe` (and `/help`) what the bot can do, `/datenschutz` the privacy notice,
@@ -32,6 +37,7 @@ import hmac
 import json
 import logging
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Text
 
@@ -46,6 +52,7 @@ from sanic.response import HTTPResponse
 
 from revierlotse import notices
 from revierlotse.channels.guard import TELEGRAM_SENDER_PREFIX, clean_text
+from revierlotse.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +91,12 @@ NON_TEXT_CONTENT = (
     "location", "venue", "contact", "poll", "dice",
 )
 EMPTY_TEXT_WITH_BUTTONS = "Wähl ein Thema:"
+
+# Re-delivered updates: how many ids one process remembers, and how long Redis keeps
+# one (Telegram keeps an undelivered update for at most 24 hours).
+SEEN_UPDATES_IN_PROCESS = 10_000
+SEEN_UPDATE_SECONDS_IN_REDIS = 25 * 3600
+REDIS_TIMEOUT_SECONDS = 2.0
 
 
 def make_bot(token: str, api_url: str = DEFAULT_API_URL) -> Bot:
@@ -245,6 +258,96 @@ def parse_update(update: Dict[str, Any]) -> Optional[Incoming]:
     return None
 
 
+class SeenUpdates:
+    """Which update ids were already handled, so a re-delivery is answered once only.
+
+    `first_time(update_id)` is True exactly once per id: in the process for the last
+    `capacity` ids, and with a Redis URL across all replicas (one atomic SET NX with an
+    expiry per id). When Redis fails, the in-process record alone decides (answering a
+    re-delivery twice is better than answering nothing).
+    """
+
+    def __init__(self, bot_id: str, redis_url: str = "", capacity: int = SEEN_UPDATES_IN_PROCESS,
+                 expiry_seconds: int = SEEN_UPDATE_SECONDS_IN_REDIS) -> None:
+        self.capacity = capacity
+        self.expiry_seconds = expiry_seconds
+        self.key_prefix = f"revierlotse:telegram:update:{bot_id}:"  # update ids are per bot
+        self._recent: "OrderedDict[int, None]" = OrderedDict()
+        self.redis = None
+        if redis_url:
+            import redis.asyncio
+
+            self.redis = redis.asyncio.Redis.from_url(
+                redis_url, socket_timeout=REDIS_TIMEOUT_SECONDS, socket_connect_timeout=REDIS_TIMEOUT_SECONDS)
+
+    def __len__(self) -> int:
+        return len(self._recent)
+
+    def _remember(self, update_id: int) -> bool:
+        if update_id in self._recent:
+            return False
+        self._recent[update_id] = None
+        while len(self._recent) > self.capacity:
+            self._recent.popitem(last=False)
+        return True
+
+    async def first_time(self, update_id: int) -> bool:
+        if not self._remember(update_id):
+            return False
+        if self.redis is None:
+            return True
+        import redis
+
+        try:
+            return bool(await self.redis.set(self.key_prefix + str(update_id), b"1", nx=True, ex=self.expiry_seconds))
+        except (redis.RedisError, OSError) as error:
+            logger.warning("Telegram: could not record an update id in Redis, only this replica knows it: %s",
+                           type(error).__name__)
+            return True
+
+    async def close(self) -> None:
+        if self.redis is not None:
+            await self.redis.close()
+
+
+def bot_id_of(token: str) -> str:
+    """The bot's numeric id, the part of the token before the colon."""
+    return token.split(":", 1)[0]
+
+
+class BodyTooLarge(Exception):
+    """The request body is (or is declared to be) larger than we accept."""
+
+
+async def read_limited_body(request: Request, max_bytes: int) -> bytes:
+    """The body of a streamed request, or BodyTooLarge as soon as it is declared or
+    grows larger than `max_bytes` (nothing beyond that is buffered)."""
+    declared = request.headers.get("content-length", "").strip()
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise BodyTooLarge()
+    chunks, size = [], 0
+    while True:
+        chunk = await request.stream.read()
+        if chunk is None:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > max_bytes:
+            raise BodyTooLarge()
+        chunks.append(chunk)
+
+
+def refuse_rest_of_body(request: Request) -> None:
+    """After the answer, close the connection instead of reading what is left of the body.
+
+    Sanic would otherwise drain an unread body once the handler returns, waiting for as
+    many bytes as the client declared (up to its own 100 MB limit).
+    """
+    stream = request.stream
+    if stream is not None:
+        stream.request_body = None  # nothing left to drain
+        stream.keep_alive = False  # "Connection: close", then the connection ends
+
+
 class TelegramInput(InputChannel):
     """Telegram webhook, secured with the Bot API's secret token header."""
 
@@ -258,8 +361,11 @@ class TelegramInput(InputChannel):
         return cls(credentials.get("access_token"), credentials.get("secret_token"), credentials.get("api_url"))
 
     def __init__(self, access_token: Optional[str], secret_token: Optional[str], api_url: Optional[str] = None) -> None:
+        settings = get_settings()
         self.secret_token = (secret_token or "").strip()
+        self.max_request_bytes = settings.max_request_bytes
         self.output: Optional[TelegramOutput] = None
+        self.seen: Optional[SeenUpdates] = None
         token = (access_token or "").strip()
         if not token:
             logger.info("Telegram channel off (TELEGRAM_TOKEN is empty)")
@@ -269,6 +375,7 @@ class TelegramInput(InputChannel):
         except ValidationError:
             logger.error("Telegram channel off: TELEGRAM_TOKEN is not a valid bot token (expected 123456:ABC...)")
             return
+        self.seen = SeenUpdates(bot_id_of(token), settings.redis_url)
         if not self.secret_token:
             logger.error("TELEGRAM_SECRET_TOKEN is empty: every Telegram update will be rejected with 403")
         logger.info("Telegram channel on; register the webhook with `make telegram-webhook`")
@@ -292,28 +399,50 @@ class TelegramInput(InputChannel):
         async def close_bot_session(*_: Any) -> None:
             if self.output is not None:
                 await self.output.close()
+            if self.seen is not None:
+                await self.seen.close()
 
         @telegram_webhook.route("/", methods=["GET"])
         async def health(_: Request) -> HTTPResponse:
             return response.json({"status": "ok" if self.enabled else "off"})
 
-        @telegram_webhook.route("/webhook", methods=["POST"])
+        @telegram_webhook.route("/webhook", methods=["POST"], stream=True)
         async def webhook(request: Request) -> HTTPResponse:
+            # Streamed: Sanic has read the headers only. Nothing of the body is read
+            # before the secret is checked and the size is known to be acceptable.
             if not self.enabled:
+                refuse_rest_of_body(request)
                 return response.json({"error": "telegram channel off"}, status=503)
             if not self.is_signed(request):
+                refuse_rest_of_body(request)
                 logger.info("Telegram: rejected a webhook request without the right secret token")
                 return response.json({"error": "forbidden"}, status=403)
             try:
-                update = json.loads(request.body)
+                body = await read_limited_body(request, self.max_request_bytes)
+            except BodyTooLarge:
+                refuse_rest_of_body(request)
+                logger.info("Telegram: refused an update larger than %d bytes", self.max_request_bytes)
+                return response.json({"error": "request too large"}, status=413)
+            except Exception as error:  # noqa: BLE001 - e.g. a broken chunked encoding
+                refuse_rest_of_body(request)
+                logger.info("Telegram: unreadable request body (%s)", type(error).__name__)
+                return response.json({"error": "malformed update"}, status=400)
+            try:
+                update = json.loads(body)
                 if not isinstance(update, dict):
                     raise MalformedUpdate("update is not a JSON object")
+                update_id = update.get("update_id")
+                if not isinstance(update_id, int) or isinstance(update_id, bool):
+                    raise MalformedUpdate("update without update_id")
                 incoming = parse_update(update)
-            except (ValueError, UnicodeDecodeError) as error:  # MalformedUpdate is a ValueError
+            except (ValueError, UnicodeDecodeError, RecursionError) as error:  # MalformedUpdate is a ValueError
                 logger.info("Telegram: malformed update (%s)", type(error).__name__)
                 return response.json({"error": "malformed update"}, status=400)
             if incoming is None:
                 return response.json({"status": "ignored"})
+            if not await self.seen.first_time(update_id):
+                logger.info("Telegram: update delivered again, already handled")
+                return response.json({"status": "duplicate"})
             await self.handle(incoming, on_new_message)
             return response.json({"status": "ok"})
 
@@ -340,7 +469,6 @@ class TelegramInput(InputChannel):
 
     async def _apologise(self, chat_id: int) -> None:
         from revierlotse.replies import apology_text
-        from revierlotse.settings import get_settings
 
         try:
             await self.output.send_text_message(str(chat_id), apology_text(get_settings().knowledge_dir))
