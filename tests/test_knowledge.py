@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from revierlotse.kb import KnowledgeBase, KnowledgeUnavailable
 from revierlotse.kb.loader import load_knowledge
-from revierlotse.kb.models import make_engine
+from revierlotse.db import make_engine
 from revierlotse.kb.source import KnowledgeSourceError, read_source
 from revierlotse.settings import PROJECT_ROOT
 

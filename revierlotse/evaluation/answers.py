@@ -212,7 +212,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from revierlotse.kb.loader import load_knowledge
     from revierlotse.db import make_engine
     from revierlotse.model import ensure_model
-    from revierlotse.stack import Stack
+    from revierlotse.stack import Stack, free_port
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("sets", nargs="*", default=list(SETS), help="set names (dev, heldout) or YAML paths")
@@ -227,7 +227,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         load_knowledge(engine, PROJECT_ROOT / "data" / "knowledge")
         engine.dispose()
         judge = judge_for(KnowledgeBase.from_url(url))
-        overrides = {"DATABASE_URL": url, "RASA_PORT": str(_free_port()), "ACTION_SERVER_PORT": str(_free_port()),
+        overrides = {"DATABASE_URL": url, "RASA_PORT": str(free_port()), "ACTION_SERVER_PORT": str(free_port()),
                      "RASA_HOST": "127.0.0.1", "REDIS_URL": "", "LOG_LEVEL": "WARNING"}
         results = {}
         with Stack.default(model, overrides, log_dir=Path(tmp) / "logs") as stack:
@@ -241,14 +241,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2), encoding="utf-8")
     return 0
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 if __name__ == "__main__":

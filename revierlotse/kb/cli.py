@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from revierlotse.kb.loader import load_knowledge
-from revierlotse.kb.models import make_engine
+from revierlotse.db import make_engine
 from revierlotse.kb.source import KnowledgeSourceError
 from revierlotse.settings import get_settings
 

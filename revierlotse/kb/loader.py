@@ -11,6 +11,7 @@ from sqlalchemy import inspect, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from revierlotse.db import session_factory
 from revierlotse.kb.models import (
     Base,
     Fact,
@@ -23,7 +24,6 @@ from revierlotse.kb.models import (
     Topic,
     UncoveredExample,
     UncoveredRule,
-    session_factory,
 )
 from revierlotse.kb.source import qualifiers_of, questions_of, read_source
 

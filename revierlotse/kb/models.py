@@ -5,8 +5,6 @@ from __future__ import annotations
 from sqlalchemy import Column, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import declarative_base
 
-# The engine factory lives in revierlotse.db; re-exported for the knowledge layer's modules.
-from revierlotse.db import engine_for, make_engine, session_factory  # noqa: F401
 
 Base = declarative_base()
 

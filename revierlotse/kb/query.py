@@ -24,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from revierlotse.db import engine_for, session_factory
 from revierlotse.kb.answering import Answer, Composer, FactRow, Thresholds
 from revierlotse.kb.lexical import clauses, question_part, terms
 from revierlotse.kb.models import (
@@ -37,8 +38,6 @@ from revierlotse.kb.models import (
     Topic,
     UncoveredExample,
     UncoveredRule,
-    engine_for,
-    session_factory,
 )
 from revierlotse.kb.selection import FactIndex, Item, Weights  # noqa: F401 - Weights: for callers tuning
 from revierlotse.kb.uncovered import Rule, compile_rule

@@ -6,7 +6,7 @@ earlier components added (here: the multilingual sentence encoder). Model: a lin
 SVM, calibrated (sigmoid, k-fold) so the confidences mean something to the
 FallbackClassifier. Trains in seconds on a 2-core machine; no TensorFlow.
 
-Chosen by measurement on the held-out set (see README, "NLU quality").
+Chosen by measurement on the held-out set (see docs/nlu.md).
 
 A question may name two topics ("Was verdient man und welche Weiterbildung lohnt
 sich?"). The classifier then also splits the text into clauses, classifies each, and
