@@ -1,4 +1,4 @@
-"""What every channel does to user text before Rasa sees it.
+"""What every channel does to user text, and to the request carrying it, before Rasa sees it.
 
 Rasa parses a message that starts with `/` as an intent (and JSON after it as
 entities/slots), bypassing NLU. Only the payloads our own buttons send may do that:
@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from functools import lru_cache
-from typing import FrozenSet
+from typing import Any, FrozenSet, Optional
 
 import yaml
 
@@ -64,3 +64,20 @@ def clean_text(text: str) -> str:
 def is_reserved_sender(sender: str) -> bool:
     """True for conversation ids only their own channel may use."""
     return sender.lower().startswith(RESERVED_SENDER_PREFIXES)
+
+
+async def read_body(request: Any, max_bytes: int) -> Optional[bytes]:
+    """The body of a streamed request, or None as soon as it is declared or grows larger
+    than `max_bytes` (nothing beyond that is buffered)."""
+    declared = request.headers.get("content-length", "").strip()
+    if declared.isdigit() and int(declared) > max_bytes:
+        return None
+    chunks, size = [], 0
+    while True:
+        chunk = await request.stream.read()
+        if chunk is None:
+            return b"".join(chunks)
+        size += len(chunk)
+        if size > max_bytes:
+            return None
+        chunks.append(chunk)

@@ -28,7 +28,7 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from revierlotse import notices
-from revierlotse.channels.guard import clean_text, is_reserved_sender
+from revierlotse.channels.guard import clean_text, is_reserved_sender, read_body
 from revierlotse.replies import apology_text
 from revierlotse.settings import get_settings
 
@@ -65,22 +65,6 @@ def parse_request(body: bytes, content_type: str, max_chars: int) -> Tuple[str, 
     if len(text) > max_chars:
         raise RequestRejected(413, notices.MESSAGE_TOO_LONG.format(max_chars=max_chars))
     return sender, clean_text(text)
-
-
-async def read_body(request: Request, max_bytes: int) -> Optional[bytes]:
-    """The request body, or None as soon as it exceeds `max_bytes`."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
-        return None
-    chunks, size = [], 0
-    while True:
-        chunk = await request.stream.read()
-        if chunk is None:
-            return b"".join(chunks)
-        size += len(chunk)
-        if size > max_bytes:
-            return None
-        chunks.append(chunk)
 
 
 def error(status: int, message: str) -> HTTPResponse:

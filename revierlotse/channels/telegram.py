@@ -51,7 +51,7 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from revierlotse import notices
-from revierlotse.channels.guard import TELEGRAM_SENDER_PREFIX, clean_text
+from revierlotse.channels.guard import TELEGRAM_SENDER_PREFIX, clean_text, read_body
 from revierlotse.settings import get_settings
 
 logger = logging.getLogger(__name__)
@@ -315,27 +315,6 @@ def bot_id_of(token: str) -> str:
     return token.split(":", 1)[0]
 
 
-class BodyTooLarge(Exception):
-    """The request body is (or is declared to be) larger than we accept."""
-
-
-async def read_limited_body(request: Request, max_bytes: int) -> bytes:
-    """The body of a streamed request, or BodyTooLarge as soon as it is declared or
-    grows larger than `max_bytes` (nothing beyond that is buffered)."""
-    declared = request.headers.get("content-length", "").strip()
-    if declared.isdigit() and int(declared) > max_bytes:
-        raise BodyTooLarge()
-    chunks, size = [], 0
-    while True:
-        chunk = await request.stream.read()
-        if chunk is None:
-            return b"".join(chunks)
-        size += len(chunk)
-        if size > max_bytes:
-            raise BodyTooLarge()
-        chunks.append(chunk)
-
-
 def refuse_rest_of_body(request: Request) -> None:
     """After the answer, close the connection instead of reading what is left of the body.
 
@@ -418,15 +397,15 @@ class TelegramInput(InputChannel):
                 logger.info("Telegram: rejected a webhook request without the right secret token")
                 return response.json({"error": "forbidden"}, status=403)
             try:
-                body = await read_limited_body(request, self.max_request_bytes)
-            except BodyTooLarge:
-                refuse_rest_of_body(request)
-                logger.info("Telegram: refused an update larger than %d bytes", self.max_request_bytes)
-                return response.json({"error": "request too large"}, status=413)
+                body = await read_body(request, self.max_request_bytes)
             except Exception as error:  # noqa: BLE001 - e.g. a broken chunked encoding
                 refuse_rest_of_body(request)
                 logger.info("Telegram: unreadable request body (%s)", type(error).__name__)
                 return response.json({"error": "malformed update"}, status=400)
+            if body is None:
+                refuse_rest_of_body(request)
+                logger.info("Telegram: refused an update larger than %d bytes", self.max_request_bytes)
+                return response.json({"error": "request too large"}, status=413)
             try:
                 update = json.loads(body)
                 if not isinstance(update, dict):
