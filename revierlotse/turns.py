@@ -5,6 +5,9 @@
   failure answered with the apology instead of silence, and one INFO line per turn.
 - `run_remote_action` wraps `RemoteAction.run`: an action server that is down, broken
   or slower than ACTION_TIMEOUT_SECONDS yields the apology as a bot message.
+- `TrackerStoreUnavailable` is what the tracker store raises (through
+  `revierlotse.rasa36`) when it cannot load or save a conversation: the turn ends with
+  the apology alone (nothing it had collected), one ERROR line and outcome=not_stored.
 
 The INFO line names channel, a short hash of the sender, intent, confidence, actions,
 outcome and latency; never the message text (that appears at DEBUG only):
@@ -55,6 +58,19 @@ class TurnRecord:
 
 
 _current: ContextVar[Optional[TurnRecord]] = ContextVar("revierlotse_turn", default=None)
+
+
+class TrackerStoreUnavailable(RuntimeError):
+    """The tracker store could not load or save a conversation (e.g. the database is down).
+
+    The message names the operation and the error's type only: database errors may
+    quote the statement and with it the user's text.
+    """
+
+    def __init__(self, operation: str, error: BaseException) -> None:
+        self.operation = operation
+        self.error_type = type(error).__name__
+        super().__init__(f"the tracker store could not {operation} the conversation ({self.error_type})")
 
 
 def sender_tag(sender_id: Any) -> str:
@@ -115,6 +131,15 @@ class TurnGate:
             except asyncio.CancelledError:
                 record.outcome = "cancelled"
                 raise
+            except TrackerStoreUnavailable as exc:
+                # Nothing of this turn is stored: the user gets the apology instead of
+                # what the turn had collected, the operator one line (no traceback).
+                record.outcome = "not_stored"
+                logger.error("turn not stored: %s; sender=%s got the apology", exc, record.sender)
+                if isinstance(_collected(message), list):
+                    message.output_channel.messages.clear()
+                await message.output_channel.send_text_message(message.sender_id, apology_text(self.knowledge_dir))
+                return _collected(message)
             except Exception as exc:  # noqa: BLE001 - the user gets an apology, never silence
                 record.outcome = "error"
                 # Frames only: exception messages may quote the tracker (user text).

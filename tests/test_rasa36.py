@@ -191,7 +191,7 @@ def test_every_original_was_the_one_written_down_for_rasa_3_6_21():
         pytest.skip("this process runs with RASA_SPEEDUPS=false")
     patches = rasa36.selected_patches(True)
     replaced = [target for patch in patches for target in patch.replaces]
-    assert len(replaced) == 14 and set(applied.originals) == {target.key for target in replaced}
+    assert len(replaced) == 18 and set(applied.originals) == {target.key for target in replaced}
     for target in replaced:
         assert fingerprint(applied.originals[target.key]) == target.expected
         assert target.current() is not applied.originals[target.key]  # really replaced
@@ -202,7 +202,8 @@ def test_every_original_was_the_one_written_down_for_rasa_3_6_21():
 def test_speedups_off_keeps_only_the_behaviour_patches():
     names = {patch.name for patch in rasa36.selected_patches(False)}
     assert names == {"guard_every_turn", "apologise_when_actions_fail", "keep_log_level_after_model_load",
-                     "hide_version_on_root_route", "database_tracker_store"}
+                     "hide_version_on_root_route", "refuse_turns_the_tracker_store_cannot_keep",
+                     "database_tracker_store"}
     every = rasa36.selected_patches(True)
     assert {patch.name for patch in every if not patch.speedup} == names
     assert len([patch for patch in every if patch.speedup]) == 7

@@ -3,8 +3,9 @@
 the replacement ran.
 
 The HTTP end-to-end tests cover the same patches through a running server: the turn
-guard (tests/test_hostile_input.py), the apology (tests/test_outages.py) and the root
-route (tests/test_rasa36_patches.py).
+guard (tests/test_hostile_input.py), the apology (tests/test_outages.py), the tracker
+store failing (tests/test_tracker_store_outage.py) and the root route
+(tests/test_rasa36_patches.py).
 """
 
 from __future__ import annotations
@@ -155,6 +156,57 @@ def test_the_server_start_up_keeps_the_log_level_after_loading_the_model(model):
         assert logging.getLogger().level == logging.getLevelName(get_settings().log_level.upper())
     finally:
         logging.getLogger().setLevel(level)
+
+
+def stored_user_texts(store, sender: str) -> List[str]:
+    import json
+
+    with store.engine.connect() as connection:
+        rows = connection.execute(store._sql["all"], {"sender_id": sender}).scalars().all()
+    return [json.loads(row)["text"] for row in rows if json.loads(row)["event"] == "user"]
+
+
+def test_a_failing_tracker_store_gives_the_apology_and_stores_nothing_anywhere(served, monkeypatch, caplog):
+    import sqlalchemy as sa
+    from rasa.core.tracker_store import FailSafeTrackerStore
+
+    agent, _, store = served
+    assert type(agent.tracker_store) is FailSafeTrackerStore and agent.tracker_store._tracker_store is store
+    calls: list = []
+    for target in (behaviour.FAIL_SAFE_RETRIEVE, behaviour.FAIL_SAFE_SAVE):
+        *_, name = target.path.split(".")
+        assert spy_on(monkeypatch, FailSafeTrackerStore, name, calls) is replacement(target)
+    apology = apology_text(get_settings().knowledge_dir)
+    sender = new_sender()
+    talk(served, [QUESTION], sender=sender)
+    assert stored_user_texts(store, sender) == [QUESTION]
+
+    # Loading fails (the database is unreachable): the apology, nothing else, one line.
+    working = store.engine
+    unreachable = sa.create_engine(f"postgresql://nobody@127.0.0.1:{free_port()}/gone", future=True)
+    monkeypatch.setattr(store, "engine", unreachable)
+    calls.clear()
+    with caplog.at_level(logging.INFO, logger="revierlotse.turns"):
+        replies, _ = talk(served, ["und mit mehr Erfahrung?"], sender=sender)
+    assert [m["text"] for m in replies[0]] == [apology] and calls == ["retrieve"]
+    lines = [r.getMessage() for r in caplog.records if r.name == "revierlotse.turns" and r.levelno >= logging.ERROR]
+    assert len(lines) == 1 and "could not load the conversation (OperationalError)" in lines[0]
+    assert "outcome=not_stored" in caplog.records[-1].getMessage()
+
+    # Saving fails after the answer was computed: the answer is withheld, the apology said.
+    monkeypatch.setattr(store, "engine", working)
+    store._kept.clear()
+
+    async def failing_save(tracker) -> None:
+        raise sa.exc.OperationalError("INSERT", {}, Exception("server closed the connection"))
+
+    monkeypatch.setattr(store, "save", failing_save)
+    calls.clear()
+    replies, server = talk(served, ["und mit mehr Erfahrung?"], sender=sender)
+    assert server.calls and [m["text"] for m in replies[0]] == [apology] and calls == ["retrieve", "save"]
+    monkeypatch.undo()  # the store works again; Rasa's fallback kept nothing meanwhile
+    assert agent.tracker_store._fallback_tracker_store is None
+    assert stored_user_texts(store, sender) == [QUESTION]
 
 
 @pytest.fixture

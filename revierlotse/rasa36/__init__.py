@@ -4,7 +4,8 @@ Rasa's extension points (components, channels, stores, actions) are used elsewhe
 what needs more than those lives here:
 
 - `behaviour`: patches that change what Rasa does (turn guard, apology when an action
-  fails, log level after model load, no version on `GET /`). Always applied.
+  fails, log level after model load, no version on `GET /`, the apology instead of the
+  tracker store's silent in-memory fallback). Always applied.
 - `speedups`: patches that only make Rasa faster (response validation, event type
   lookup, graph runner, dialogue states, endpoint sessions, debug-log copies,
   `Domain.is_empty`), plus `startup` (import order). Off with RASA_SPEEDUPS=false.

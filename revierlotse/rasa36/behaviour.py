@@ -6,6 +6,9 @@
   yields the apology instead of silence (`revierlotse.turns.run_remote_action`).
 - keep_log_level_after_model_load: INFO lines survive loading the model.
 - hide_version_on_root_route: `GET /` does not tell which Rasa version runs.
+- refuse_turns_the_tracker_store_cannot_keep: when the tracker store cannot load or save
+  a conversation, the turn ends with the apology instead of Rasa's silent in-memory
+  fallback (`revierlotse.turns.TrackerStoreUnavailable`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,18 @@ REMOTE_RUN = Target("rasa.core.actions.action", "RemoteAction.run",
                     "RemoteAction.run sha256:ccabf6f1160d527a")
 LOAD_AGENT = Target("rasa.core.agent", "load_agent", "load_agent sha256:abc2a4cb13cbbd2b")
 ROOT_ROUTE = Target("rasa.server", "add_root_route", "add_root_route sha256:acc5f7c278af32f8")
+_TRACKER_STORE = "rasa.core.tracker_store"
+FAIL_SAFE_RETRIEVE = Target(_TRACKER_STORE, "FailSafeTrackerStore.retrieve",
+                            "FailSafeTrackerStore.retrieve sha256:35d77318b0cc7977")
+FAIL_SAFE_RETRIEVE_FULL = Target(_TRACKER_STORE, "FailSafeTrackerStore.retrieve_full_tracker",
+                                 "FailSafeTrackerStore.retrieve_full_tracker sha256:5272a6be0919b511")
+FAIL_SAFE_SAVE = Target(_TRACKER_STORE, "FailSafeTrackerStore.save", "FailSafeTrackerStore.save sha256:8426dc08f58d7110")
+FAIL_SAFE_KEYS = Target(_TRACKER_STORE, "FailSafeTrackerStore.keys", "FailSafeTrackerStore.keys sha256:2383a042130a7ce5")
+# Relied upon: every agent wraps its store in FailSafeTrackerStore, which keeps it as `_tracker_store`.
+CREATE_TRACKER_STORE = Target("rasa.core.agent", "Agent._create_tracker_store",
+                              "Agent._create_tracker_store sha256:97499b594b45581b")
+FAIL_SAFE_INIT = Target(_TRACKER_STORE, "FailSafeTrackerStore.__init__",
+                        "FailSafeTrackerStore.__init__ sha256:a1d5d95d2f96830b")
 
 
 def _guard_every_turn(originals: Dict[str, Any]) -> Dict[str, Any]:
@@ -99,6 +114,44 @@ def _hide_version_on_root_route(_originals: Dict[str, Any]) -> Dict[str, Any]:
     return {ROOT_ROUTE.key: add_root_route}
 
 
+def _refuse_turns_the_tracker_store_cannot_keep(_originals: Dict[str, Any]) -> Dict[str, Any]:
+    """Rasa wraps every agent's tracker store in `FailSafeTrackerStore`: when the store
+    fails, a load returns None (the conversation silently starts from scratch) and a save
+    goes into an in-memory store nobody reads, and the user is answered as if all was
+    well. Now a failing load or save raises `TrackerStoreUnavailable`, which the turn
+    gate answers with the apology; nothing of the turn is stored anywhere, and the next
+    turn after the database is back loads what was stored before. The replacements call
+    the wrapped store (`self._tracker_store`) exactly as Rasa's methods do."""
+    from revierlotse.turns import TrackerStoreUnavailable
+
+    async def retrieve(self, sender_id):
+        try:
+            return await self._tracker_store.retrieve(sender_id)
+        except Exception as error:  # noqa: BLE001 - any store failure: no turn on a guessed state
+            raise TrackerStoreUnavailable("load", error) from error
+
+    async def retrieve_full_tracker(self, sender_id):
+        try:
+            return await self._tracker_store.retrieve_full_tracker(sender_id)
+        except Exception as error:  # noqa: BLE001
+            raise TrackerStoreUnavailable("load", error) from error
+
+    async def save(self, tracker) -> None:
+        try:
+            await self._tracker_store.save(tracker)
+        except Exception as error:  # noqa: BLE001
+            raise TrackerStoreUnavailable("save", error) from error
+
+    async def keys(self):
+        try:
+            return await self._tracker_store.keys()
+        except Exception as error:  # noqa: BLE001
+            raise TrackerStoreUnavailable("list", error) from error
+
+    return {FAIL_SAFE_RETRIEVE.key: retrieve, FAIL_SAFE_RETRIEVE_FULL.key: retrieve_full_tracker,
+            FAIL_SAFE_SAVE.key: save, FAIL_SAFE_KEYS.key: keys}
+
+
 PATCHES = (
     Patch("guard_every_turn", False, (HANDLE_MESSAGE, PREDICTION_LOOP), _guard_every_turn,
           doc=_guard_every_turn.__doc__),
@@ -108,4 +161,8 @@ PATCHES = (
           doc=_keep_log_level_after_model_load.__doc__),
     Patch("hide_version_on_root_route", False, (ROOT_ROUTE,), _hide_version_on_root_route,
           doc=_hide_version_on_root_route.__doc__),
+    Patch("refuse_turns_the_tracker_store_cannot_keep", False,
+          (FAIL_SAFE_RETRIEVE, FAIL_SAFE_RETRIEVE_FULL, FAIL_SAFE_SAVE, FAIL_SAFE_KEYS),
+          _refuse_turns_the_tracker_store_cannot_keep, relies_on=(CREATE_TRACKER_STORE, FAIL_SAFE_INIT),
+          doc=_refuse_turns_the_tracker_store_cannot_keep.__doc__),
 )
