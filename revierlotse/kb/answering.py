@@ -14,14 +14,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-from revierlotse.kb.lexical import fold, question_part, terms
+from revierlotse.kb.lexical import fold, is_elliptic, question_part
 from revierlotse.kb.selection import Scored, has_negation, is_yes_no_question
 from revierlotse.kb.source import BAND_REF
 from revierlotse.kb.uncovered import Rule, find_uncovered
 
 HOME_PLACE = "duisburg"  # canonical value of every Duisburg/Ruhr place (data/nlu/entities.yml)
 MAX_FACTS = 4
-ELLIPTIC_TERMS = 2  # content words up to which a question leans on the last answer
 # Words that make a question about another place one about its figures (not covered).
 _FIGURES = re.compile(r"verdien|gehalt|gehalter|lohn|lohne|bezahl|euro|€|brutto|netto|\bzahl|wie viele|kosten|miete|preis")
 
@@ -108,7 +107,7 @@ class Composer:
             said = uncovered.rule.reply.format(match=uncovered.match)
             return self._not_covered(uncovered.rule.key, said, ranked, uncovered.rule.offer)
         if top.score < self.t.answer_min:
-            if previous_topic and len(terms(question)) <= ELLIPTIC_TERMS:  # "und später?": the last topic
+            if previous_topic and is_elliptic(question):  # "und später?": the last topic, generally
                 return self.for_topic(previous_topic, qualifiers)
             return Answer(top.item.topic, self.replies["no_answer"], (), (), uncovered="unknown", needs_menu=True)
         if unfamiliar and top.semantic < self.t.unfamiliar_semantic_min:

@@ -99,6 +99,15 @@ def stem(word: str) -> str:
     return word
 
 
+# Content words up to which a follow-up leans on the last answer ("und später?").
+ELLIPTIC_TERMS = 2
+
+
+def is_elliptic(question: str) -> bool:
+    """A follow-up that leans on the last answer ("und im Mittelstand?")."""
+    return len(terms(question)) <= ELLIPTIC_TERMS
+
+
 def terms(text: str) -> List[str]:
     """The stemmed content words of `text`, in order."""
     return [stem(w) for w in _WORD.findall(fold(text)) if w not in STOP_WORDS and len(w) > 1]

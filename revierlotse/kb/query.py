@@ -26,7 +26,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from revierlotse.db import engine_for, session_factory
 from revierlotse.kb.answering import Answer, Composer, FactRow, Thresholds
-from revierlotse.kb.lexical import clauses, question_part, terms
+from revierlotse.kb.lexical import clauses, is_elliptic, question_part
 from revierlotse.kb.models import (
     Fact,
     FactQuestion,
@@ -45,7 +45,6 @@ from revierlotse.kb.uncovered import Rule, compile_rule
 __all__ = ["Answer", "Band", "KnowledgeBase", "KnowledgeUnavailable"]
 
 MAX_TOPICS_PER_MESSAGE = 3
-ELLIPTIC_TERMS = 2
 
 
 class KnowledgeUnavailable(RuntimeError):
@@ -254,7 +253,7 @@ class KnowledgeBase:
     def is_elliptic(question: str) -> bool:
         """A follow-up that leans on the last answer ("und im Mittelstand?"): at most two
         content words."""
-        return len(terms(question)) <= ELLIPTIC_TERMS
+        return is_elliptic(question)
 
     def answer_topic(self, topic: str, **qualifiers: Optional[str]) -> Answer:
         """The general answer on `topic` (its overview) for a user described by `qualifiers`:

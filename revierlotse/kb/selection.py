@@ -23,7 +23,7 @@ from typing import Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
-from revierlotse.kb.lexical import LexicalIndex, fold, terms, without_domain
+from revierlotse.kb.lexical import ELLIPTIC_TERMS, LexicalIndex, fold, terms, without_domain
 
 Encoder = Callable[[List[str]], np.ndarray]
 
@@ -37,7 +37,6 @@ _YES_NO_START = re.compile(
     r"macht|mochte|mag|nervt|klappt)\b"
 )
 _INDIRECT_YES_NO = re.compile(r"\b(ob|stimmt es|oder nicht)\b|, oder\s*\??$")
-ELLIPTIC_TERMS = 2  # content words up to which a follow-up leans on the last topic
 RANKED = 12  # items `rank` returns: the reply needs the leaders only
 FAMILIAR_PREFIX = 5  # letters a word shares with a known one to count as familiar
 _NEGATION = re.compile(r"\b(nicht|kein|keine|keinen|keiner|nie)\b")

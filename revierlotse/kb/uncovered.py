@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 from revierlotse.kb.lexical import fold
 
@@ -56,12 +56,3 @@ def find_uncovered(question: str, rules: Sequence[Rule]) -> Optional[Uncovered]:
                 group = "m" if "m" in pattern.groupindex and found.group("m") else 0
                 return Uncovered(rule, question[found.start(group):found.end(group)].strip())
     return None
-
-
-def matching_rules(question: str, rules: Sequence[Rule]) -> List[str]:
-    """Keys of every rule that recognises `question` (for the evaluation's diagnostics)."""
-    folded = fold(question)
-    return [
-        r.key for r in rules
-        if not any(u.search(folded) for u in r.unless) and any(p.search(folded) for p in r.patterns)
-    ]
